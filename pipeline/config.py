@@ -1,0 +1,242 @@
+"""Typed pipeline configuration, loaded from YAML and validated once, at the edge.
+
+`load_config(path)` returns a frozen `PipelineConfig`; `create_pipeline` takes only that
+object. Every error names the offending field by its dotted path (``data.train_ratio``)
+and says what is allowed, and unknown keys are rejected (a typo is never silently
+ignored).
+
+Relative local paths in the file are resolved against the directory the command runs
+in (the project root in the README's commands) and stored absolute; remote URIs such as
+``gs://bucket/x`` are kept as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from pipeline import preprocessing
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of its allowed range."""
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+def _range(low: float | None = None, high: float | None = None, *, exclusive=False):
+    return {"range": (low, high, exclusive)}
+
+
+def _path() -> dict[str, Any]:
+    return {"path": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are ingested (ImageExampleGen)."""
+
+    # A folder with one sub-folder per class (or, with labelled: false, any images).
+    root: str = dataclasses.field(metadata=_path())
+    labelled: bool = True
+    # Share of images (by content hash, deterministic) that go to the train split.
+    train_ratio: float = dataclasses.field(default=0.8, metadata=_range(0.0, 1.0, exclusive=True))
+    # Images with more pixels are quarantined (decompression-bomb guard).
+    max_pixels: int = dataclasses.field(default=50_000_000, metadata=_range(1))
+    # Downscale at ingest so that the longest side is at most this; 0 keeps originals.
+    max_side: int = dataclasses.field(default=0, metadata=_range(0))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    """The base network's input: size, resize and pixel scaling (Transform)."""
+
+    height: int = dataclasses.field(metadata=_range(1))
+    width: int = dataclasses.field(metadata=_range(1))
+    resize_method: str = dataclasses.field(
+        default="bilinear", metadata=_choice(*preprocessing.RESIZE_METHODS)
+    )
+    resize_mode: str = dataclasses.field(
+        default="stretch", metadata=_choice(*preprocessing.RESIZE_MODES)
+    )
+    scaling: str = dataclasses.field(default="symmetric", metadata=_choice(*preprocessing.SCALINGS))
+
+    def image_spec(self) -> preprocessing.ImageSpec:
+        """The preprocessing spec shared by Transform, the cache and the served model."""
+        return preprocessing.ImageSpec(
+            height=self.height,
+            width=self.width,
+            resize_method=self.resize_method,
+            resize_mode=self.resize_mode,
+            scaling=self.scaling,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole pipeline: the one argument of `create_pipeline`."""
+
+    pipeline_name: str
+    data: DataConfig
+    image: ImageConfig
+    # The checked-in tf.Example schema (see `tfx-transfer schema` to write one).
+    schema: str = dataclasses.field(metadata=_path())
+    # Artifacts and the local SQLite metadata live under this folder.
+    pipeline_root: str = dataclasses.field(default="tfx_transfer_runs", metadata=_path())
+    # Defaults to <pipeline_root>/metadata.sqlite.
+    metadata_path: str = dataclasses.field(default="", metadata=_path())
+    enable_cache: bool = True
+    # Passed to every Beam-based component (DirectRunner in-process by default).
+    beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
+
+    @property
+    def metadata_file(self) -> str:
+        """The SQLite file of ML Metadata for local runs."""
+        return self.metadata_path or os.path.join(self.pipeline_root, "metadata.sqlite")
+
+    @property
+    def pipeline_dir(self) -> str:
+        """Where TFX writes this pipeline's artifacts."""
+        return os.path.join(self.pipeline_root, self.pipeline_name)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _resolve_path(value: str, base_dir: str) -> str:
+    if not value or _is_remote(value):
+        return value
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+
+
+def _check_scalar(name: str, value: Any, type_: Any) -> Any:
+    """Checks one YAML scalar against the dataclass field's type."""
+    if type_ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if type_ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if type_ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if type_ is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+        return value
+    if typing.get_origin(type_) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise TypeError(f"unsupported config type {type_!r} for {name}")
+
+
+def _check_metadata(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        allowed = ", ".join(meta["choices"])
+        raise ConfigError(f"{name}: {value!r} is not allowed; choose one of: {allowed}")
+    if "range" in meta:
+        low, high, exclusive = meta["range"]
+        if exclusive:
+            ok = (low is None or value > low) and (high is None or value < high)
+            bounds = [f"> {low}" if low is not None else "", f"< {high}" if high is not None else ""]
+        else:
+            ok = (low is None or value >= low) and (high is None or value <= high)
+            bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
+        if not ok:
+            must = " and ".join(b for b in bounds if b)
+            raise ConfigError(f"{name}: {value!r} is out of range; it must be {must}")
+
+
+def _build(cls: type, raw: Any, prefix: str, base_dir: str) -> Any:
+    """Builds dataclass `cls` from a YAML mapping, naming the field of any error."""
+    where = prefix or "the config file"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"allowed keys: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, field in fields.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        if name not in raw:
+            required = (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            )
+            if required:
+                raise ConfigError(f"{dotted}: required but missing")
+            if field.metadata.get("path"):  # defaults are relative paths too
+                values[name] = _resolve_path(field.default, base_dir)
+            continue
+        type_ = hints[name]
+        if dataclasses.is_dataclass(type_):
+            values[name] = _build(type_, raw[name], dotted, base_dir)
+            continue
+        value = _check_scalar(dotted, raw[name], type_)
+        _check_metadata(dotted, value, field.metadata)
+        if field.metadata.get("path"):
+            value = _resolve_path(value, base_dir)
+        values[name] = value
+    return cls(**values)
+
+
+def config_from_dict(raw: Mapping[str, Any], base_dir: str | None = None) -> PipelineConfig:
+    """Validates a parsed config mapping.
+
+    Args:
+      raw: the mapping read from YAML.
+      base_dir: directory that relative paths are resolved against (default: cwd).
+
+    Returns:
+      The frozen, validated config.
+
+    Raises:
+      ConfigError: naming the field and what is allowed.
+    """
+    config = _build(PipelineConfig, raw, "", base_dir or os.getcwd())
+    if not config.pipeline_name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(
+            f"pipeline_name: {config.pipeline_name!r} may contain only letters, digits, "
+            "'-' and '_'"
+        )
+    try:
+        config.image.image_spec()
+    except ValueError as e:
+        raise ConfigError(f"image: {e}") from e
+    return config
+
+
+def load_config(path: str) -> PipelineConfig:
+    """Reads and validates a YAML config file.
+
+    Raises:
+      ConfigError: the file is missing, is not YAML, or a field is invalid.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    try:
+        return config_from_dict(raw or {})
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
