@@ -148,14 +148,12 @@ def _check_metadata(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         raise ConfigError(f"{name}: {value!r} is not allowed; choose one of: {allowed}")
     if "range" in meta:
         low, high, exclusive = meta["range"]
-        if exclusive:
-            ok = (low is None or value > low) and (high is None or value < high)
-            bounds = [f"> {low}" if low is not None else "", f"< {high}" if high is not None else ""]
-        else:
-            ok = (low is None or value >= low) and (high is None or value <= high)
-            bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
-        if not ok:
-            must = " and ".join(b for b in bounds if b)
+        above, below = (">", "<") if exclusive else (">=", "<=")
+        ok_low = low is None or (value > low if exclusive else value >= low)
+        ok_high = high is None or (value < high if exclusive else value <= high)
+        if not (ok_low and ok_high):
+            bounds = [f"{op} {b}" for op, b in ((above, low), (below, high)) if b is not None]
+            must = " and ".join(bounds)
             raise ConfigError(f"{name}: {value!r} is out of range; it must be {must}")
 
 
@@ -213,8 +211,7 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | None = None) -> Pip
     config = _build(PipelineConfig, raw, "", base_dir or os.getcwd())
     if not config.pipeline_name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(
-            f"pipeline_name: {config.pipeline_name!r} may contain only letters, digits, "
-            "'-' and '_'"
+            f"pipeline_name: {config.pipeline_name!r} may contain only letters, digits, '-' and '_'"
         )
     try:
         config.image.image_spec()

@@ -1,0 +1,405 @@
+"""Pure core of ImageExampleGen: files -> deduplicated, split, serialized tf.Examples.
+
+Nothing here uses TFX APIs (the key names come from spec.py), so every function and
+the IngestImages PTransform can be tested on plain arguments. The steps live in:
+
+- listing.py: list_classes / list_files walk the input root (local or remote) and say
+  which files are candidates and which are quarantined before reading (symlinks that
+  leave the root, files outside a class folder, non-regular files); fingerprint.
+- images.py: read_image validates one file's bytes (format, size before decoding,
+  full decode, TensorFlow decode, transcode or downscale when needed).
+- here: content ids, split assignment, tf.Example serialization, duplicate and
+  conflict resolution, and the IngestImages Beam job, whose counts reconcile:
+  files_seen = ingested + quarantined + duplicates.
+
+The listing and image names are re-exported, so `ingest.list_files` etc. work.
+Bad input never raises: it becomes a quarantine record {"path", "reason"}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import apache_beam as beam
+
+from components.image_example_gen import spec
+from components.image_example_gen.images import (
+    ACCEPTED_FORMATS,
+    ImageResult,
+    allow_pixels,
+    content_id,
+    read_image,
+)
+from components.image_example_gen.listing import (
+    ROOT_FILE_REASON,
+    FileEntry,
+    check_input_root,
+    fingerprint,
+    is_remote,
+    list_classes,
+    list_files,
+    quarantine_record,
+    read_file,
+)
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "CLASS_COUNTS_OUTPUT",
+    "COUNTS_OUTPUT",
+    "COUNT_NAMES",
+    "DUPLICATES_OUTPUT",
+    "QUARANTINE_OUTPUT",
+    "ROOT_FILE_REASON",
+    "FileEntry",
+    "ImageResult",
+    "IngestImages",
+    "ValidImage",
+    "assign_split",
+    "check_input_root",
+    "content_id",
+    "example_from",
+    "fingerprint",
+    "is_remote",
+    "list_classes",
+    "list_files",
+    "make_example",
+    "quarantine_record",
+    "read_file",
+    "read_image",
+    "resolve_copies",
+    "split_count_name",
+]
+
+# Keys of the dict of PCollections that IngestImages returns (besides the split names).
+QUARANTINE_OUTPUT = "quarantine"
+DUPLICATES_OUTPUT = "duplicates"
+COUNTS_OUTPUT = "counts"
+CLASS_COUNTS_OUTPUT = "class_counts"
+
+COUNT_NAMES = (
+    spec.COUNT_FILES_SEEN,
+    spec.COUNT_INGESTED,
+    spec.COUNT_QUARANTINED,
+    spec.COUNT_DUPLICATES,
+    spec.COUNT_TRANSCODED,
+    spec.COUNT_DOWNSCALED,
+)
+METRICS_NAMESPACE = "ImageExampleGen"
+
+
+def split_count_name(split: str) -> str:
+    """Name of the count of examples in `split` (in counts.json and custom properties)."""
+    return f"{split}_examples"
+
+
+class ValidImage(NamedTuple):
+    """A file that passed validation, with its content id (sha256 of original bytes)."""
+
+    entry: FileEntry
+    image_id: str
+    result: ImageResult
+
+
+def assign_split(image_id: str, train_ratio: float) -> str:
+    """Deterministic split from the content hash (same bytes -> same split, always)."""
+    if int(image_id[:8], 16) % 10000 < round(train_ratio * 10000):
+        return spec.TRAIN_SPLIT
+    return spec.EVAL_SPLIT
+
+
+def make_example(
+    data: bytes,
+    label: int,
+    label_name: str,
+    image_id: str,
+    source_path: str,
+    height: int,
+    width: int,
+    image_format: str,
+) -> bytes:
+    """A serialized tf.train.Example with the features named in spec.py."""
+    import tensorflow as tf  # heavy: imported on first use
+
+    train = tf.train
+
+    def _bytes(value: bytes) -> object:
+        return train.Feature(bytes_list=train.BytesList(value=[value]))
+
+    def _int(value: int) -> object:
+        return train.Feature(int64_list=train.Int64List(value=[value]))
+
+    features = {
+        spec.IMAGE_KEY: _bytes(data),
+        spec.LABEL_KEY: _int(label),
+        spec.LABEL_NAME_KEY: _bytes(label_name.encode("utf-8")),
+        spec.IMAGE_ID_KEY: _bytes(image_id.encode("ascii")),
+        spec.SOURCE_PATH_KEY: _bytes(source_path.encode("utf-8")),
+        spec.HEIGHT_KEY: _int(height),
+        spec.WIDTH_KEY: _int(width),
+        spec.FORMAT_KEY: _bytes(image_format.encode("ascii")),
+    }
+    return train.Example(features=train.Features(feature=features)).SerializeToString()
+
+
+def example_from(image: ValidImage) -> bytes:
+    """make_example for a ValidImage."""
+    entry, result = image.entry, image.result
+    return make_example(
+        result.data,
+        entry.label,
+        entry.label_name,
+        image.image_id,
+        entry.relpath,
+        result.height,
+        result.width,
+        result.image_format,
+    )
+
+
+def resolve_copies(copies: Iterable[ValidImage]) -> tuple[ValidImage | None, list, list]:
+    """Keeps one of several copies of the same content.
+
+    Returns:
+      (kept, duplicates, quarantined): the copy with the smallest relpath and duplicate
+      records {"path", "kept", "image_id"} for the others; or, when copies sit in
+      different classes (a labelling conflict), (None, [], a quarantine record for
+      every copy).
+    """
+    copies = sorted(copies, key=lambda copy: copy.entry.relpath)
+    classes = sorted({copy.entry.label_name for copy in copies})
+    if len(classes) > 1:
+        reason = f"same image in classes {', '.join(classes)}; keep it in one class folder"
+        return None, [], [quarantine_record(c.entry.relpath, reason) for c in copies]
+    kept = copies[0]
+    duplicates = [
+        {"path": c.entry.relpath, "kept": kept.entry.relpath, "image_id": c.image_id}
+        for c in copies[1:]
+    ]
+    return kept, duplicates, []
+
+
+# --- the Beam job ----------------------------------------------------------------------
+
+
+def _counter(name: str):
+    return beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
+
+
+class _ReadAndValidateDoFn(beam.DoFn):
+    """Reads one file's bytes and validates them.
+
+    Outputs (image_id, ValidImage) on the main output and quarantine records on the
+    QUARANTINE_OUTPUT tag.
+    """
+
+    def __init__(self, max_pixels: int, max_side: int):
+        self._max_pixels = max_pixels
+        self._max_side = max_side
+
+    def setup(self):
+        allow_pixels(self._max_pixels)
+        self._read = _counter("files_read")
+        self._quarantined = _counter(spec.COUNT_QUARANTINED)
+
+    def process(self, entry: FileEntry):
+        self._read.inc()
+        try:
+            data = read_file(entry.path)
+        except OSError as err:
+            self._quarantined.inc()
+            yield beam.pvalue.TaggedOutput(
+                QUARANTINE_OUTPUT, quarantine_record(entry.relpath, f"cannot read file: {err}")
+            )
+            return
+        result = read_image(data, entry.relpath, self._max_pixels, self._max_side)
+        if result.reason:
+            self._quarantined.inc()
+            yield beam.pvalue.TaggedOutput(
+                QUARANTINE_OUTPUT, quarantine_record(entry.relpath, result.reason)
+            )
+            return
+        image_id = content_id(data)
+        yield image_id, ValidImage(entry, image_id, result)
+
+
+class _ResolveCopiesDoFn(beam.DoFn):
+    """Keeps one copy per content id; duplicates and conflicts go to tagged outputs."""
+
+    def setup(self):
+        self._duplicates = _counter(spec.COUNT_DUPLICATES)
+        self._conflicts = _counter("conflicting_copies")
+
+    def process(self, keyed_copies: tuple[str, Iterable[ValidImage]]):
+        kept, duplicates, quarantined = resolve_copies(keyed_copies[1])
+        self._duplicates.inc(len(duplicates))
+        self._conflicts.inc(len(quarantined))
+        for record in duplicates:
+            yield beam.pvalue.TaggedOutput(DUPLICATES_OUTPUT, record)
+        for record in quarantined:
+            yield beam.pvalue.TaggedOutput(QUARANTINE_OUTPUT, record)
+        if kept is not None:
+            yield kept
+
+
+class _TallyFn(beam.CombineFn):
+    """Sums dicts of counts; the result always has every count name (0 when empty)."""
+
+    def __init__(self, names: Sequence[str]):
+        self._names = tuple(names)
+
+    def create_accumulator(self) -> dict:
+        return dict.fromkeys(self._names, 0)
+
+    def add_input(self, accumulator: dict, tally: dict) -> dict:
+        for name, value in tally.items():
+            accumulator[name] += value
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            self.add_input(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator: dict) -> dict:
+        return accumulator
+
+
+class _ClassCountFn(beam.CombineFn):
+    """(class, split) pairs -> {class: {split: n}}, with 0 for every class and split."""
+
+    def __init__(self, classes: Sequence[str]):
+        self._classes = tuple(classes)
+
+    def create_accumulator(self) -> dict:
+        return {name: dict.fromkeys(spec.SPLITS, 0) for name in self._classes}
+
+    def add_input(self, accumulator: dict, class_split: tuple[str, str]) -> dict:
+        name, split = class_split
+        accumulator.setdefault(name, dict.fromkeys(spec.SPLITS, 0))[split] += 1
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            for name, per_split in accumulator.items():
+                row = merged.setdefault(name, dict.fromkeys(spec.SPLITS, 0))
+                for split, count in per_split.items():
+                    row[split] += count
+        return merged
+
+    def extract_output(self, accumulator: dict) -> dict:
+        return accumulator
+
+
+def _image_tally(split_image: tuple[str, ValidImage]) -> dict:
+    split, image = split_image
+    return {
+        spec.COUNT_INGESTED: 1,
+        split_count_name(split): 1,
+        spec.COUNT_TRANSCODED: int(image.result.transcoded),
+        spec.COUNT_DOWNSCALED: int(image.result.downscaled),
+    }
+
+
+class IngestImages(beam.PTransform):
+    """Files -> validated, deduplicated, split, serialized tf.Examples (apply to a Pipeline).
+
+    Returns a dict of PCollections:
+      spec.TRAIN_SPLIT, spec.EVAL_SPLIT: serialized tf.Example bytes per split.
+      QUARANTINE_OUTPUT: {"path", "reason"} for every quarantined file (including the
+        `escaped` records passed in).
+      DUPLICATES_OUTPUT: {"path", "kept", "image_id"} for every dropped exact copy.
+      COUNTS_OUTPUT: one dict with every name in COUNT_NAMES plus split_count_name(s)
+        for each split; files_seen = ingested + quarantined + duplicates.
+      CLASS_COUNTS_OUTPUT: one dict {class: {split: n}} covering every class in
+        `classes` (labelled examples only; {} when unlabelled).
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[FileEntry],
+        escaped: Sequence[dict] = (),
+        classes: Sequence[str] = (),
+        train_ratio: float = 0.8,
+        max_pixels: int = 50_000_000,
+        max_side: int = 0,
+    ):
+        super().__init__()
+        self._entries = list(entries)
+        self._escaped = list(escaped)
+        self._classes = list(classes)
+        self._train_ratio = train_ratio
+        self._max_pixels = max_pixels
+        self._max_side = max_side
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict:
+        entries = pbegin | "CreateEntries" >> beam.Create(self._entries)
+        escaped = pbegin | "CreateEscaped" >> beam.Create(self._escaped)
+        read = (
+            entries
+            | "Reshuffle" >> beam.Reshuffle()
+            | "ReadAndValidate"
+            >> beam.ParDo(_ReadAndValidateDoFn(self._max_pixels, self._max_side)).with_outputs(
+                QUARANTINE_OUTPUT, main="valid"
+            )
+        )
+        resolved = (
+            read.valid
+            | "GroupByContentId" >> beam.GroupByKey()
+            | "ResolveCopies"
+            >> beam.ParDo(_ResolveCopiesDoFn()).with_outputs(
+                DUPLICATES_OUTPUT, QUARANTINE_OUTPUT, main="unique"
+            )
+        )
+        ratio = self._train_ratio
+        with_split = resolved.unique | "AssignSplit" >> beam.Map(
+            lambda image: (assign_split(image.image_id, ratio), image)
+        )
+        outputs = self._serialize_splits(with_split)
+        quarantine = (
+            escaped,
+            read[QUARANTINE_OUTPUT],
+            resolved[QUARANTINE_OUTPUT],
+        ) | "FlattenQuarantine" >> beam.Flatten()
+        duplicates = resolved[DUPLICATES_OUTPUT]
+        outputs[QUARANTINE_OUTPUT] = quarantine
+        outputs[DUPLICATES_OUTPUT] = duplicates
+        outputs[COUNTS_OUTPUT] = _tally(entries, escaped, quarantine, duplicates, with_split)
+        outputs[CLASS_COUNTS_OUTPUT] = (
+            with_split
+            | "LabelledOnly" >> beam.Filter(lambda split_image: split_image[1].entry.label >= 0)
+            | "ClassAndSplit"
+            >> beam.Map(lambda split_image: (split_image[1].entry.label_name, split_image[0]))
+            | "CountPerClass" >> beam.CombineGlobally(_ClassCountFn(self._classes))
+        )
+        return outputs
+
+    @staticmethod
+    def _serialize_splits(with_split: beam.PCollection) -> dict:
+        parts = with_split | "PartitionSplits" >> beam.Partition(
+            lambda split_image, _: spec.SPLITS.index(split_image[0]), len(spec.SPLITS)
+        )
+        return {
+            split: parts[i]
+            | f"Serialize{split.capitalize()}" >> beam.Map(lambda kv: example_from(kv[1]))
+            for i, split in enumerate(spec.SPLITS)
+        }
+
+
+def _tally(entries, escaped, quarantine, duplicates, with_split) -> beam.PCollection:
+    """One dict of reconciled counts, each counted from its own PCollection."""
+    names = COUNT_NAMES + tuple(split_count_name(s) for s in spec.SPLITS)
+    seen = {spec.COUNT_FILES_SEEN: 1}
+    return (
+        (
+            entries | "TallySeen" >> beam.Map(lambda _: seen),
+            escaped | "TallyEscapedSeen" >> beam.Map(lambda _: seen),
+            quarantine | "TallyQuarantined" >> beam.Map(lambda _: {spec.COUNT_QUARANTINED: 1}),
+            duplicates | "TallyDuplicates" >> beam.Map(lambda _: {spec.COUNT_DUPLICATES: 1}),
+            with_split | "TallyIngested" >> beam.Map(_image_tally),
+        )
+        | "FlattenTallies" >> beam.Flatten()
+        | "SumTallies" >> beam.CombineGlobally(_TallyFn(names))
+    )

@@ -1,0 +1,243 @@
+"""Model formats: native ``.keras`` files for surgery, a TF SavedModel for serving.
+
+The Keras flavour decision (one for the whole project):
+
+* **Keras 3**, TF 2.16's default ``tf.keras``. ``TF_USE_LEGACY_KERAS`` is never set by
+  this project. Code imports the ``keras`` package directly and never uses
+  ``tf.keras``: importing ``tensorflow_transform`` (which ``tfx.v1`` does) sets
+  ``TF_USE_LEGACY_KERAS=1`` in ``os.environ`` when it is unset, so ``tf.keras`` would
+  resolve to Keras 2 (tf_keras) in that process or in any child process it starts
+  (Beam workers), depending on import order. ``import keras`` is Keras 3 regardless.
+* Models that later components operate on (base networks to cut and freeze, the
+  layer-wise pretrainer's output) are stored as native ``.keras`` files
+  (``save_keras`` / ``load_keras``): the file keeps layer names and the graph of
+  layers, so ``cut`` can take the sub-model up to a named layer.
+* The served and evaluated model is a TF SavedModel written by ``tf.saved_model.save``
+  from a ``tf.Module`` (``export_serving_model``) with two signatures:
+  ``serving_default`` (serialized tf.Examples, input "examples"; what TFMA's Evaluator
+  and TF Serving's default use) and ``predict_images`` (raw encoded image bytes, input
+  "images"). Both return ``{"probabilities": float32 [batch, classes], "classes":
+  string [batch] (top-1 class name)}``. Decoding, resizing and scaling inside it are
+  ``pipeline.preprocessing.preprocess_images``: the same code Transform ran.
+* Beam jobs load models with ``tf.saved_model.load`` (TF2) or ``keras.models.load_model``
+  (``load_keras``), never through tfx_bsl's RunInference, whose TF1 session cannot
+  restore Keras 3 variables. The exported SavedModel needs no Python code to load.
+* Note: ``tft.TFTransformOutput.transform_features_layer()`` is a tf_keras (Keras 2)
+  model; call it eagerly or inside a tf.function, never inside a Keras 3 model.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+import uuid
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from components.image_example_gen.spec import IMAGE_KEY
+from pipeline.preprocessing import ImageSpec
+
+KERAS_MODEL_FILE = "model.keras"
+
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+EXAMPLES_INPUT = "examples"
+IMAGES_INPUT = "images"
+PROBABILITIES_OUTPUT = "probabilities"
+CLASSES_OUTPUT = "classes"
+
+
+# --- .keras files --------------------------------------------------------------------
+def _join(directory: str, name: str) -> str:
+    """os.path.join for local paths, "/" for URLs such as gs://bucket/dir."""
+    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
+
+
+def save_keras(model: keras.Model, directory: str) -> str:
+    """Writes ``<directory>/model.keras`` atomically; works for gs:// directories.
+
+    The model is saved to a local temporary file, copied next to the destination under
+    a unique temporary name, then renamed over ``model.keras``, so readers never see a
+    half-written file.
+
+    Args:
+        model: a Keras 3 model.
+        directory: the destination folder (created if missing); local or a URL that
+            tf.io.gfile understands.
+
+    Returns:
+        The path of the written file.
+    """
+    tf.io.gfile.makedirs(directory)
+    final_path = _join(directory, KERAS_MODEL_FILE)
+    partial_path = _join(directory, f".{KERAS_MODEL_FILE}.{uuid.uuid4().hex}.tmp")
+    with tempfile.TemporaryDirectory() as local_dir:
+        local_path = os.path.join(local_dir, KERAS_MODEL_FILE)
+        model.save(local_path)
+        tf.io.gfile.copy(local_path, partial_path, overwrite=True)
+    try:
+        tf.io.gfile.rename(partial_path, final_path, overwrite=True)
+    finally:
+        if tf.io.gfile.exists(partial_path):
+            tf.io.gfile.remove(partial_path)
+    return final_path
+
+
+def _resolve_keras_path(path_or_dir: str) -> str:
+    if tf.io.gfile.isdir(path_or_dir):
+        path = _join(path_or_dir, KERAS_MODEL_FILE)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(
+                f"no {KERAS_MODEL_FILE} in directory {path_or_dir} (looked for {path})"
+            )
+        return path
+    if not tf.io.gfile.exists(path_or_dir):
+        raise FileNotFoundError(
+            f"no Keras model at {path_or_dir}: expected a {KERAS_MODEL_FILE} file or a "
+            f"directory containing {KERAS_MODEL_FILE}"
+        )
+    return path_or_dir
+
+
+def load_keras(
+    path_or_dir: str, *, custom_objects: dict | None = None, compile: bool = False
+) -> keras.Model:
+    """Loads a native ``.keras`` model (a file, or a directory holding model.keras).
+
+    Args:
+        path_or_dir: the file or its directory; local or a tf.io.gfile URL (copied to a
+            local temporary file first).
+        custom_objects: custom layers and functions the model refers to.
+        compile: restore the training configuration too. Off by default: loaded models
+            are cut, frozen and recompiled by the caller.
+
+    Returns:
+        The Keras 3 model.
+
+    Raises:
+        FileNotFoundError: naming the path looked for.
+    """
+    path = _resolve_keras_path(path_or_dir)
+    with tempfile.TemporaryDirectory() as local_dir:
+        local_path = os.path.join(local_dir, KERAS_MODEL_FILE)
+        tf.io.gfile.copy(path, local_path, overwrite=True)
+        return keras.models.load_model(local_path, custom_objects=custom_objects, compile=compile)
+
+
+# --- surgery ------------------------------------------------------------------------
+def cut(model: keras.Model, layer_name: str) -> keras.Model:
+    """The sub-model from the model's inputs up to (and including) a named layer.
+
+    The returned model shares its layers (and weights) with ``model``: freezing or
+    training one changes the other.
+
+    Args:
+        model: a functional (or built Sequential) Keras model.
+        layer_name: name of a top-level layer of ``model``.
+
+    Returns:
+        keras.Model with ``model.inputs`` as inputs and the layer's output as output,
+        named "<model name>_to_<layer name>".
+
+    Raises:
+        ValueError: unknown layer name (the message lists the valid names), or a model
+            without defined inputs.
+    """
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        raise ValueError(f"no layer named {layer_name!r} in model {model.name!r}; layers: {names}")
+    try:
+        inputs = model.input  # keeps the structure: one tensor, a list or a dict
+    except (AttributeError, ValueError) as error:  # e.g. a Sequential never built
+        raise ValueError(f"model {model.name!r} has no defined inputs; build it first") from error
+    outputs = model.get_layer(layer_name).output
+    return keras.Model(inputs=inputs, outputs=outputs, name=f"{model.name}_to_{layer_name}")
+
+
+# --- the serving SavedModel ------------------------------------------------------------
+class ServingModule(tf.Module):
+    """Raw bytes or tf.Examples -> preprocess_images -> classifier -> probabilities.
+
+    Holds the classifier (so its variables are saved), the ImageSpec (Python only, baked
+    into the traced graph) and the class names as a tf.constant.
+    """
+
+    def __init__(self, classifier: keras.Model, image_spec: ImageSpec, class_names: Sequence[str]):
+        super().__init__(name="serving_module")
+        self.classifier = classifier
+        self._image_spec = image_spec
+        self._class_names = tf.constant(list(class_names), dtype=tf.string)
+
+    def _predict(self, encoded_images: tf.Tensor) -> dict[str, tf.Tensor]:
+        images = self._image_spec.preprocess(encoded_images)
+        probabilities = tf.cast(self.classifier(images, training=False), tf.float32)
+        top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            PROBABILITIES_OUTPUT: probabilities,
+            CLASSES_OUTPUT: tf.gather(self._class_names, top),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
+    def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Encoded image bytes (JPEG, PNG, GIF, BMP; any size) -> predictions."""
+        return self._predict(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Serialized tf.Examples with the encoded image under IMAGE_KEY -> predictions."""
+        features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+        return self._predict(features[IMAGE_KEY])
+
+
+def _check_classifier(classifier: keras.Model, image_spec: ImageSpec, class_names) -> None:
+    """Rejects a classifier whose static input/output shapes contradict the spec."""
+    if not class_names or len(set(class_names)) != len(class_names):
+        raise ValueError(f"class_names must be non-empty and unique, got {list(class_names)}")
+    expected_input = (image_spec.height, image_spec.width, 3)
+    input_shape = tuple(classifier.input_shape[1:])
+    if len(input_shape) != 3 or any(
+        got not in (None, want) for got, want in zip(input_shape, expected_input, strict=True)
+    ):
+        raise ValueError(
+            f"classifier input shape {input_shape} does not match the ImageSpec's {expected_input}"
+        )
+    classes = classifier.output_shape[-1]
+    if classes is not None and classes != len(class_names):
+        raise ValueError(
+            f"classifier outputs {classes} classes but {len(class_names)} class names were given"
+        )
+
+
+def export_serving_model(
+    classifier: keras.Model,
+    image_spec: ImageSpec,
+    class_names: Sequence[str],
+    export_dir: str,
+) -> str:
+    """Exports the served model: a SavedModel taking tf.Examples or raw image bytes.
+
+    Args:
+        classifier: Keras 3 model mapping preprocessed images [batch, height, width, 3]
+            (as ``image_spec.preprocess`` makes them) to class probabilities
+            [batch, len(class_names)] (softmax already applied).
+        image_spec: the preprocessing the classifier was trained with.
+        class_names: class names in label-index order.
+        export_dir: the SavedModel directory (local or a tf.io.gfile URL).
+
+    Returns:
+        export_dir.
+
+    Raises:
+        ValueError: the classifier's static shapes contradict image_spec or class_names.
+    """
+    _check_classifier(classifier, image_spec, list(class_names))
+    module = ServingModule(classifier, image_spec, class_names)
+    signatures = {
+        SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+        IMAGES_SIGNATURE: module.predict_images.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    return export_dir
