@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from components.base_model_gen import spec as base_spec
+from components.bottleneck_cache import spec as cache_spec
 from pipeline import preprocessing
 
 
@@ -80,6 +83,37 @@ class ImageConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BaseModelConfig:
+    """The pretrained network whose lower layers are reused, and where to cut it."""
+
+    # keras_application: an architecture by name; file: a user's .keras/.h5 model.
+    kind: str = dataclasses.field(metadata=_choice(*base_spec.KINDS))
+    name: str = dataclasses.field(default="", metadata=_choice(*base_spec.APPLICATIONS))
+    # keras_application: a local weights file (the architecture's *_notop.h5); empty
+    # builds seeded random weights. Nothing is ever downloaded.
+    weights: str = dataclasses.field(default="", metadata=_path())
+    # file: the model file.
+    path: str = dataclasses.field(default="", metadata=_path())
+    seed: int = 0
+    # Where to cut: a layer name, or a number of top layers to drop (not both).
+    cut_layer: str = ""
+    drop_top_layers: int = dataclasses.field(default=0, metadata=_range(0))
+    # Applied when the cut output is a spatial map.
+    pooling: str = dataclasses.field(default="avg", metadata=_choice(*cache_spec.POOLINGS))
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheConfig:
+    """The bottleneck cache: a persistent, content-addressed store of frozen outputs."""
+
+    # Defaults to <pipeline_root>/bottleneck_cache; it outlives executions and runs.
+    dir: str = dataclasses.field(default="", metadata=_path())
+    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+    # Beam args for the cache job alone (override the pipeline's), e.g. a GPU runner.
+    beam_pipeline_args: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole pipeline: the one argument of `create_pipeline`."""
 
@@ -92,6 +126,9 @@ class PipelineConfig:
     pipeline_root: str = dataclasses.field(default="tfx_transfer_runs", metadata=_path())
     # Defaults to <pipeline_root>/metadata.sqlite.
     metadata_path: str = dataclasses.field(default="", metadata=_path())
+    # Without a base model the pipeline stops after Transform.
+    base_model: BaseModelConfig | None = None
+    cache: CacheConfig = CacheConfig()
     enable_cache: bool = True
     # Passed to every Beam-based component (DirectRunner in-process by default).
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
@@ -100,6 +137,11 @@ class PipelineConfig:
     def metadata_file(self) -> str:
         """The SQLite file of ML Metadata for local runs."""
         return self.metadata_path or os.path.join(self.pipeline_root, "metadata.sqlite")
+
+    @property
+    def cache_dir(self) -> str:
+        """The bottleneck cache's root folder."""
+        return self.cache.dir or os.path.join(self.pipeline_root, "bottleneck_cache")
 
     @property
     def pipeline_dir(self) -> str:
@@ -157,6 +199,20 @@ def _check_metadata(name: str, value: Any, meta: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name}: {value!r} is out of range; it must be {must}")
 
 
+def required_field(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def _unwrap_optional(type_: Any) -> Any:
+    """`X | None` -> X; anything else unchanged."""
+    args = [a for a in typing.get_args(type_) if a is not type(None)]
+    return (
+        args[0]
+        if typing.get_origin(type_) in (typing.Union, types.UnionType) and len(args) == 1
+        else type_
+    )
+
+
 def _build(cls: type, raw: Any, prefix: str, base_dir: str) -> Any:
     """Builds dataclass `cls` from a YAML mapping, naming the field of any error."""
     where = prefix or "the config file"
@@ -174,16 +230,14 @@ def _build(cls: type, raw: Any, prefix: str, base_dir: str) -> Any:
     for name, field in fields.items():
         dotted = f"{prefix}.{name}" if prefix else name
         if name not in raw:
-            required = (
-                field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING
-            )
-            if required:
+            if required_field(field):
                 raise ConfigError(f"{dotted}: required but missing")
             if field.metadata.get("path"):  # defaults are relative paths too
                 values[name] = _resolve_path(field.default, base_dir)
             continue
-        type_ = hints[name]
+        type_ = _unwrap_optional(hints[name])
+        if raw[name] is None and not required_field(field):
+            continue  # null in YAML means "the default"
         if dataclasses.is_dataclass(type_):
             values[name] = _build(type_, raw[name], dotted, base_dir)
             continue
@@ -213,11 +267,36 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | None = None) -> Pip
         raise ConfigError(
             f"pipeline_name: {config.pipeline_name!r} may contain only letters, digits, '-' and '_'"
         )
+    if config.base_model is not None:
+        _check_base_model(config.base_model, config.image)
     try:
         config.image.image_spec()
     except ValueError as e:
         raise ConfigError(f"image: {e}") from e
     return config
+
+
+def _check_base_model(base: BaseModelConfig, image: ImageConfig) -> None:
+    """Cross-field rules of base_model (single fields were checked already)."""
+    if base.kind == base_spec.KIND_APPLICATION:
+        if not base.name:
+            raise ConfigError(
+                "base_model.name: required for kind keras_application; choose one of: "
+                + ", ".join(base_spec.APPLICATIONS)
+            )
+        expected = base_spec.APPLICATIONS[base.name]
+        if base.weights and image.scaling != expected:
+            raise ConfigError(
+                f"image.scaling: {image.scaling!r} does not match the pretrained weights of "
+                f"{base.name}, which expect {expected!r}; set image.scaling: {expected}"
+            )
+    if base.kind == base_spec.KIND_FILE and not base.path:
+        raise ConfigError("base_model.path: required for kind file (a .keras or .h5 file)")
+    if base.cut_layer and base.drop_top_layers:
+        raise ConfigError(
+            "base_model: set cut_layer or drop_top_layers, not both "
+            f"(got cut_layer={base.cut_layer!r}, drop_top_layers={base.drop_top_layers})"
+        )
 
 
 def load_config(path: str) -> PipelineConfig:

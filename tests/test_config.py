@@ -96,3 +96,53 @@ def test_config_is_frozen():
     with pytest.raises(AttributeError):
         config.pipeline_name = "other"  # type: ignore[misc]
     assert isinstance(config.data, config_lib.DataConfig)
+
+
+def _with_base(**base):
+    raw = _raw()
+    raw["base_model"] = base
+    return raw
+
+
+def test_base_model_section_is_optional_and_validated():
+    assert config_from_dict(_raw()).base_model is None
+    config = config_from_dict(
+        _with_base(kind="keras_application", name="MobileNetV2", cut_layer="block_6_expand_relu"),
+        base_dir="/b",
+    )
+    assert config.base_model.pooling == "avg"
+    assert config.cache_dir == "/b/tfx_transfer_runs/bottleneck_cache"
+
+
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        (
+            {"kind": "hub"},
+            "base_model.kind: 'hub' is not allowed; choose one of: keras_application, file",
+        ),
+        ({"kind": "keras_application"}, "base_model.name: required for kind keras_application"),
+        (
+            {"kind": "keras_application", "name": "ResNet9"},
+            "base_model.name: 'ResNet9' is not allowed; choose one of: MobileNetV2",
+        ),
+        ({"kind": "file"}, "base_model.path: required for kind file"),
+        (
+            {"kind": "keras_application", "name": "ResNet50", "weights": "w.h5"},
+            "image.scaling: 'symmetric' does not match the pretrained weights of ResNet50, "
+            "which expect 'caffe'",
+        ),
+        (
+            {"kind": "file", "path": "b.keras", "cut_layer": "x", "drop_top_layers": 2},
+            "set cut_layer or drop_top_layers, not both",
+        ),
+        (
+            {"kind": "file", "path": "b.keras", "pooling": "mean"},
+            "base_model.pooling: 'mean' is not allowed; choose one of: avg, max, flatten, none",
+        ),
+    ],
+)
+def test_bad_base_model_fields_are_named(base, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(_with_base(**base))
+    assert message in str(err.value)

@@ -1,0 +1,61 @@
+"""Keys, feature names, artifact properties and the ComponentSpec of BottleneckCache.
+
+Declared once: the component, executor, Beam core, Trainer (which reads the
+bottleneck examples) and the tests import these names.
+"""
+
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+# --- component keys ----------------------------------------------------------------
+EXAMPLES_KEY = "examples"  # Examples from ImageExampleGen (raw encoded images)
+TRANSFORM_GRAPH_KEY = "transform_graph"  # TransformGraph: decode + resize + scaling
+BASE_MODEL_KEY = "base_model"  # Model: a directory holding model.keras
+BOTTLENECKS_KEY = "bottlenecks"  # output Examples: the cached frozen-layer outputs
+
+CUT_LAYER_KEY = "cut_layer"  # a layer name of the base ("" = use drop_top_layers)
+DROP_TOP_LAYERS_KEY = "drop_top_layers"  # number of top layers to drop (0 = whole base)
+POOLING_KEY = "pooling"  # applied when the cut output is spatial (rank 4)
+BATCH_SIZE_KEY = "batch_size"
+CACHE_DIR_KEY = "cache_dir"  # persistent root of the content-addressed cache
+
+POOLINGS = ("avg", "max", "flatten", "none")
+
+# --- features of the output tf.Examples ----------------------------------------------
+# Besides these, the output records keep image, label, label_name and image_id from
+# components.image_example_gen.spec, so a fine-tuning phase can read the images.
+BOTTLENECK_KEY = "bottleneck"  # float list: the frozen layers' output, flattened
+
+# --- custom properties of the output artifact ----------------------------------------
+PROP_COMPUTED = "vectors_computed"
+PROP_REUSED = "vectors_reused"
+PROP_FAILED = "records_failed"  # corrupt records: counted, written to failed.jsonl
+PROP_SHAPE = "bottleneck_shape"  # JSON list, the shape before flattening
+PROP_DIM = "bottleneck_dim"
+PROP_NAMESPACE = "cache_namespace"
+PROP_BASE_FINGERPRINT = "base_fingerprint"
+PROP_TRANSFORM_FINGERPRINT = "transform_fingerprint"
+PROP_CUT_LAYER = "resolved_cut_layer"
+
+FAILED_FILE = "failed.jsonl"  # {"image_id", "split", "error"} per failed record
+COUNTS_FILE = "counts.json"
+
+
+class BottleneckCacheSpec(ComponentSpec):
+    """ComponentSpec of BottleneckCache."""
+
+    PARAMETERS = {
+        CUT_LAYER_KEY: ExecutionParameter(type=str, optional=True),
+        DROP_TOP_LAYERS_KEY: ExecutionParameter(type=int, optional=True),
+        POOLING_KEY: ExecutionParameter(type=str, optional=True),
+        BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),
+        CACHE_DIR_KEY: ExecutionParameter(type=str),
+    }
+    INPUTS = {
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph),
+        BASE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+    }
+    OUTPUTS = {
+        BOTTLENECKS_KEY: ChannelParameter(type=standard_artifacts.Examples),
+    }
