@@ -1,0 +1,183 @@
+"""Model surgery on Keras 3 models: cut a base, freeze it, add a head, unfreeze the top.
+
+Pure functions on `keras.Model`s, unit-tested on tiny models. The bottleneck cache
+and the Trainer both cut the base through `cut_base`, so they cannot disagree on
+where the frozen part ends.
+
+- `resolve_cut_layer` / `cut_base`: the sub-model from the input up to a named layer,
+  or with the top N layers dropped; an unknown name lists the valid ones.
+- `feature_extractor`: cut + optional pooling of a spatial output, frozen.
+- `build_head`: the new classifier on the bottleneck vectors (hidden layers, dropout).
+- `unfreeze_top`: for fine-tuning, the top K weighted layers of the base become
+  trainable while every BatchNormalization layer stays frozen (inference mode: its
+  moving statistics are neither used in batch mode nor updated).
+- `choose_unfreeze`: the `auto` freeze policy: few labels per class, freeze
+  everything; more labels, unfreeze more of the top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+import keras
+
+from pipeline import model_io
+
+POOLINGS = ("avg", "max", "flatten", "none")
+
+
+def resolve_cut_layer(model: keras.Model, cut_layer: str = "", drop_top_layers: int = 0) -> str:
+    """The name of the layer whose output is the bottleneck.
+
+    Args:
+      model: the base network.
+      cut_layer: a layer name; takes precedence when set.
+      drop_top_layers: how many top layers to drop (0 keeps the whole base).
+
+    Raises:
+      ValueError: both are set, the name is unknown (valid names listed), or
+        drop_top_layers leaves no layer.
+    """
+    names = [layer.name for layer in model.layers]
+    if cut_layer and drop_top_layers:
+        raise ValueError("set cut_layer or drop_top_layers, not both")
+    if cut_layer:
+        if cut_layer not in names:
+            raise ValueError(
+                f"cut_layer {cut_layer!r} is not a layer of {model.name}; valid names: "
+                + ", ".join(names)
+            )
+        return cut_layer
+    if not 0 <= drop_top_layers < len(names) - 1:
+        raise ValueError(
+            f"drop_top_layers={drop_top_layers} is out of range for {model.name}: it has "
+            f"{len(names)} layers (input included), so it must be >= 0 and <= {len(names) - 2}"
+        )
+    return names[len(names) - 1 - drop_top_layers]
+
+
+def cut_base(model: keras.Model, cut_layer: str = "", drop_top_layers: int = 0) -> keras.Model:
+    """The base from its input up to the cut (shares the original's weights)."""
+    name = resolve_cut_layer(model, cut_layer, drop_top_layers)
+    if name == model.layers[-1].name and len(model.outputs) == 1:
+        return model
+    return model_io.cut(model, name)
+
+
+def _pooling_layer(pooling: str) -> keras.layers.Layer | None:
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"pooling {pooling!r} is not allowed; choose one of: {', '.join(POOLINGS)}"
+        )
+    return {
+        "avg": keras.layers.GlobalAveragePooling2D(name="bottleneck_avg_pool"),
+        "max": keras.layers.GlobalMaxPooling2D(name="bottleneck_max_pool"),
+        "flatten": keras.layers.Flatten(name="bottleneck_flatten"),
+        "none": None,
+    }[pooling]
+
+
+def feature_extractor(
+    base: keras.Model, cut_layer: str = "", drop_top_layers: int = 0, pooling: str = "avg"
+) -> keras.Model:
+    """The frozen part: the cut base, pooled when its output is a spatial map.
+
+    Returns a model with `trainable = False`; call it with `training=False`.
+    """
+    cut = cut_base(base, cut_layer, drop_top_layers)
+    pool = _pooling_layer(pooling)
+    outputs = cut.output
+    if pool is not None and len(outputs.shape) == 4:
+        outputs = pool(outputs)
+    extractor = keras.Model(cut.input, outputs, name=f"{base.name}_frozen")
+    extractor.trainable = False
+    return extractor
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    """The new classifier on top of the bottleneck."""
+
+    num_classes: int
+    hidden_units: tuple[int, ...] = ()
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(units < 1 for units in self.hidden_units):
+            raise ValueError(f"hidden_units must be positive, got {self.hidden_units}")
+
+
+def build_head(bottleneck_shape: Sequence[int], head: HeadSpec) -> keras.Model:
+    """The head: bottleneck (flattened if spatial) -> hidden layers -> softmax."""
+    inputs = keras.Input(tuple(bottleneck_shape), name="bottleneck")
+    x = inputs
+    if len(bottleneck_shape) > 1:
+        x = keras.layers.Flatten(name="head_flatten")(x)
+    for i, units in enumerate(head.hidden_units):
+        if head.dropout:
+            x = keras.layers.Dropout(head.dropout, name=f"head_dropout_{i}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}")(x)
+    if head.dropout:
+        x = keras.layers.Dropout(head.dropout, name="head_dropout_out")(x)
+    outputs = keras.layers.Dense(head.num_classes, activation="softmax", name="head_softmax")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Layers that own weights, bottom to top (BatchNormalization included)."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def unfreeze_top(extractor: keras.Model, k: int) -> list[str]:
+    """Makes the top `k` weighted non-BatchNorm layers trainable; returns their names.
+
+    Every other layer stays frozen, and BatchNormalization layers always stay frozen:
+    in Keras 3 a non-trainable BatchNormalization runs in inference mode (moving
+    statistics, no updates), which is what fine-tuning on few images needs.
+    """
+    candidates = [
+        layer
+        for layer in weighted_layers(extractor)
+        if not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not 0 <= k <= len(candidates):
+        raise ValueError(f"k={k} must be between 0 and {len(candidates)} (layers with weights)")
+    extractor.trainable = True
+    for layer in extractor.layers:
+        layer.trainable = False
+    chosen = candidates[len(candidates) - k :] if k else []
+    for layer in chosen:
+        layer.trainable = True
+    return [layer.name for layer in chosen]
+
+
+# The auto policy: (minimum labelled examples per class, share of the base's weighted
+# layers to unfreeze). Few labels: fine-tuning would overfit, freeze everything.
+AUTO_POLICY = ((1000, 0.3), (200, 0.15), (50, 0.05), (0, 0.0))
+
+
+def choose_unfreeze(examples_per_class: float, num_weighted_layers: int) -> tuple[int, str]:
+    """The `auto` freeze policy; returns (k layers to unfreeze, the reason, for the log)."""
+    for minimum, share in AUTO_POLICY:
+        if examples_per_class >= minimum:
+            k = round(share * num_weighted_layers)
+            if k == 0:
+                reason = (
+                    f"{examples_per_class:.0f} labelled examples per class (< "
+                    f"{AUTO_POLICY[-2][0]}): freezing the whole base, fine-tuning would overfit"
+                )
+            else:
+                reason = (
+                    f"{examples_per_class:.0f} labelled examples per class (>= {minimum}): "
+                    f"unfreezing the top {k} of {num_weighted_layers} weighted layers "
+                    f"({share:.0%})"
+                )
+            logging.info("freeze policy auto: %s", reason)
+            return k, reason
+    raise AssertionError("AUTO_POLICY ends with a 0 minimum")
