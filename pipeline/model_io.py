@@ -48,6 +48,9 @@ EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
 PROBABILITIES_OUTPUT = "probabilities"
 CLASSES_OUTPUT = "classes"
+# Every class name, per row ([batch, classes], aligned with probabilities): TF Serving's
+# row format needs every output batched, and clients need the names for a top-k.
+CLASS_NAMES_OUTPUT = "class_names"
 
 
 # --- .keras files --------------------------------------------------------------------
@@ -175,9 +178,11 @@ class ServingModule(tf.Module):
         images = self._image_spec.preprocess(encoded_images)
         probabilities = tf.cast(self.classifier(images, training=False), tf.float32)
         top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        batch = tf.shape(probabilities)[0]
         return {
             PROBABILITIES_OUTPUT: probabilities,
             CLASSES_OUTPUT: tf.gather(self._class_names, top),
+            CLASS_NAMES_OUTPUT: tf.tile(self._class_names[tf.newaxis, :], [batch, 1]),
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])

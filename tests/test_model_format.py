@@ -20,6 +20,7 @@ from PIL import Image
 from components.image_example_gen.spec import IMAGE_KEY
 from pipeline import model_io
 from pipeline.model_io import (
+    CLASS_NAMES_OUTPUT,
     CLASSES_OUTPUT,
     EXAMPLES_INPUT,
     IMAGES_INPUT,
@@ -160,6 +161,7 @@ def test_signatures_have_the_serving_names_and_shapes(exported):
         outputs = signature.structured_outputs
         assert outputs[PROBABILITIES_OUTPUT].shape.as_list() == [None, len(CLASS_NAMES)]
         assert outputs[CLASSES_OUTPUT].dtype == tf.string
+        assert outputs[CLASS_NAMES_OUTPUT].shape.as_list() == [None, len(CLASS_NAMES)]
 
 
 def test_both_signatures_equal_the_keras_model(model, exported):
@@ -174,6 +176,8 @@ def test_both_signatures_equal_the_keras_model(model, exported):
         assert np.abs(result[PROBABILITIES_OUTPUT].numpy() - expected).max() < 1e-5
         top = [CLASS_NAMES[i].encode() for i in expected.argmax(axis=1)]
         assert list(result[CLASSES_OUTPUT].numpy()) == top
+        names = [[n.encode() for n in CLASS_NAMES]] * len(images)
+        assert result[CLASS_NAMES_OUTPUT].numpy().tolist() == names
 
 
 def test_bad_bytes_raise_invalid_argument(exported):
