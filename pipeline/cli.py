@@ -4,6 +4,8 @@
     tfx-transfer run --config CONFIG.yaml       run the pipeline locally
     tfx-transfer schema --data-root DIR --out schemas/NAME.pbtxt
                                                 write the schema for a dataset
+    tfx-transfer predict IMAGE... [--config C | --model-dir D] [--server H:P|URL]
+                                                top-k classes from the pushed model
 
 Config errors and bad input exit with status 2 and one clear message, not a traceback.
 """
@@ -53,6 +55,30 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"  artifacts under {config.pipeline_dir}")
 
 
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from pipeline import predict
+
+    if args.server:
+        name = args.model_name or config_lib.load_config(args.config).serving.model_name
+        if args.protocol == "rest":
+            results = predict.predict_rest(args.server, name, args.images, args.top_k)
+        else:
+            results = predict.predict_grpc(args.server, name, args.images, args.top_k)
+    else:
+        model_dir = args.model_dir
+        if not model_dir:
+            serving = config_lib.load_config(args.config).serving
+            model_dir = predict.latest_version_dir(serving.root, serving.model_name)
+        import tensorflow as tf
+
+        try:
+            results = predict.predict_local(model_dir, args.images, args.top_k)
+        except tf.errors.InvalidArgumentError as e:
+            raise ValueError(f"one of {args.images} is not a decodable image: {e.message}") from e
+    for result in results:
+        print(result.format())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfx-transfer", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--out", required=True)
     schema.add_argument("--unlabelled", action="store_true")
     schema.set_defaults(func=_cmd_schema)
+
+    pred = sub.add_parser("predict", help="top-k classes of images from the pushed model")
+    pred.add_argument("images", nargs="+", help="image files (any accepted format and size)")
+    pred.add_argument("--config", default=DEFAULT_CONFIG, help="finds serving.root/model_name")
+    pred.add_argument("--model-dir", default="", help="a SavedModel dir instead of the config")
+    pred.add_argument("--server", default="", help="TF Serving: host:port (gRPC) or URL (REST)")
+    pred.add_argument("--protocol", choices=("grpc", "rest"), default="grpc")
+    pred.add_argument("--model-name", default="", help="the served name (default: config's)")
+    pred.add_argument("--top-k", type=int, default=3)
+    pred.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -114,6 +114,47 @@ class CacheConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """The new head (phase 1, on cached bottlenecks) and optional fine-tuning (phase 2)."""
+
+    hidden_units: tuple[int, ...] = ()
+    dropout: float = dataclasses.field(default=0.0, metadata=_range(0.0, 0.95))
+    learning_rate: float = dataclasses.field(
+        default=1e-3, metadata=_range(0.0, 1.0, exclusive=True)
+    )
+    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+    epochs: int = dataclasses.field(default=50, metadata=_range(1))
+    early_stopping_patience: int = dataclasses.field(default=5, metadata=_range(1))
+    # off: train the head only; auto: choose how many top layers to unfreeze from the
+    # labelled examples per class; layers: unfreeze fine_tune_layers top layers.
+    fine_tune: str = dataclasses.field(default="auto", metadata=_choice("off", "auto", "layers"))
+    fine_tune_layers: int = dataclasses.field(default=0, metadata=_range(0))
+    fine_tune_epochs: int = dataclasses.field(default=10, metadata=_range(1))
+    # Fine-tuning learning rate = learning_rate * this (about a tenth).
+    fine_tune_lr_factor: float = dataclasses.field(
+        default=0.1, metadata=_range(0.0, 1.0, exclusive=True)
+    )
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """The gate before Pusher: an absolute floor and no regression vs the served model."""
+
+    min_accuracy: float = dataclasses.field(default=0.5, metadata=_range(0.0, 1.0))
+    # How much accuracy may drop against the last blessed model (0: no drop at all).
+    max_regression: float = dataclasses.field(default=0.0, metadata=_range(0.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """Where Pusher writes: <root>/<model_name>/<version>/ (TF Serving's layout)."""
+
+    model_name: str = "model"
+    root: str = dataclasses.field(default="serving", metadata=_path())
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole pipeline: the one argument of `create_pipeline`."""
 
@@ -129,6 +170,9 @@ class PipelineConfig:
     # Without a base model the pipeline stops after Transform.
     base_model: BaseModelConfig | None = None
     cache: CacheConfig = CacheConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    serving: ServingConfig = ServingConfig()
     enable_cache: bool = True
     # Passed to every Beam-based component (DirectRunner in-process by default).
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory",)
@@ -178,9 +222,10 @@ def _check_scalar(name: str, value: Any, type_: Any) -> Any:
             raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
         return value
     if typing.get_origin(type_) is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
-        return tuple(value)
+        item = typing.get_args(type_)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list of {item.__name__}, got {value!r}")
+        return tuple(_check_scalar(f"{name}[{i}]", v, item) for i, v in enumerate(value))
     raise TypeError(f"unsupported config type {type_!r} for {name}")
 
 

@@ -62,7 +62,19 @@ def test_relative_paths_resolve_against_base_dir_and_remote_uris_are_kept():
         ({"image__height": 2.5}, "image.height: expected an integer"),
         ({"data__colour": "red"}, "data: unknown key(s) colour; allowed keys: root, labelled"),
         ({"pipeline_name": "a b"}, "pipeline_name: 'a b' may contain only"),
-        ({"beam_pipeline_args": "--runner=X"}, "beam_pipeline_args: expected a list of strings"),
+        ({"beam_pipeline_args": "--runner=X"}, "beam_pipeline_args: expected a list of str"),
+        (
+            {"training": {"hidden_units": [64, "x"]}},
+            "training.hidden_units[1]: expected an integer",
+        ),
+        (
+            {"training": {"fine_tune": "all"}},
+            "training.fine_tune: 'all' is not allowed; choose one of: off, auto, layers",
+        ),
+        (
+            {"evaluation": {"min_accuracy": 1.5}},
+            "evaluation.min_accuracy: 1.5 is out of range; it must be >= 0.0 and <= 1.0",
+        ),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_values(overrides, message):
