@@ -50,9 +50,25 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"\npipeline {config.pipeline_name} finished in {time.time() - start:.0f}s")
     print(f"  ran:    {', '.join(summary.ran()) or '-'}")
     print(f"  cached: {', '.join(summary.cached()) or '-'}")
-    if summary.ingest_counts:
-        print("  ingest: " + ", ".join(f"{k} {v}" for k, v in summary.ingest_counts.items()))
+    _print_counts("ingest", summary.ingest_counts)
+    _print_counts("bottleneck cache", summary.cache_counts)
+    verdict = summary.evaluation_verdict()
+    if verdict is not None:
+        print(f"  evaluation: {verdict}")
+    if "Pusher" in summary.states:
+        pushed = summary.pushed_destination
+        if summary.states["Pusher"] == "CACHED":
+            print(f"  pushed: nothing new (the unchanged model is already at {pushed})")
+        elif pushed:
+            print(f"  pushed: {pushed}")
+        else:
+            print("  pushed: nothing (the model was not blessed)")
     print(f"  artifacts under {config.pipeline_dir}")
+
+
+def _print_counts(what: str, counts: dict[str, int]) -> None:
+    if counts:
+        print(f"  {what}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:

@@ -1,7 +1,9 @@
 """What the last local run did, read back from ML Metadata (SQLite).
 
 Used by the CLI to print a summary after a run (which components ran, which were
-served from TFX's cache, what ingestion counted), and by the end-to-end tests.
+served from TFX's cache, what ingestion counted, how many bottleneck vectors were
+computed or reused, whether the model was blessed and pushed, and if not why), and
+by the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -11,26 +13,87 @@ import dataclasses
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from components.bottleneck_cache import spec as cache_spec
 from components.image_example_gen import spec as ingest_spec
 
 _STATE = metadata_store_pb2.Execution.State
 
+_INGEST_KEYS = (
+    ingest_spec.COUNT_FILES_SEEN,
+    ingest_spec.COUNT_INGESTED,
+    ingest_spec.COUNT_QUARANTINED,
+    ingest_spec.COUNT_DUPLICATES,
+    ingest_spec.COUNT_TRANSCODED,
+    ingest_spec.COUNT_DOWNSCALED,
+)
+_CACHE_KEYS = (cache_spec.PROP_COMPUTED, cache_spec.PROP_REUSED, cache_spec.PROP_FAILED)
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
-    """States of one pipeline run's executions and the ingestion counts."""
+    """States of one pipeline run's executions and what its artifacts recorded."""
 
     run_id: str
     # node id -> "COMPLETE" (ran), "CACHED" (reused), "FAILED", ...
     states: dict[str, str]
-    # ImageExampleGen's counts: files_seen, ingested, quarantined, duplicates, ...
-    ingest_counts: dict[str, int]
+    # node id -> the output artifacts of its execution in this run
+    outputs: dict[str, list[metadata_store_pb2.Artifact]]
 
     def ran(self) -> list[str]:
         return sorted(n for n, s in self.states.items() if s == "COMPLETE")
 
     def cached(self) -> list[str]:
         return sorted(n for n, s in self.states.items() if s == "CACHED")
+
+    def _int_props(self, node: str, keys: tuple[str, ...]) -> dict[str, int]:
+        for artifact in self.outputs.get(node, []):
+            props = artifact.custom_properties
+            if keys[0] in props:
+                return {k: props[k].int_value for k in keys if k in props}
+        return {}
+
+    @property
+    def ingest_counts(self) -> dict[str, int]:
+        """ImageExampleGen's reconciled counts (files_seen, ingested, ...)."""
+        return self._int_props("ImageExampleGen", _INGEST_KEYS)
+
+    @property
+    def cache_counts(self) -> dict[str, int]:
+        """BottleneckCache's vectors computed / reused and failed records."""
+        return self._int_props("BottleneckCache", _CACHE_KEYS)
+
+    def artifact_uri(self, node: str, type_name: str) -> str | None:
+        for artifact in self.outputs.get(node, []):
+            if artifact.type == type_name:
+                return artifact.uri
+        return None
+
+    @property
+    def pushed_destination(self) -> str | None:
+        """Where Pusher wrote the model in this run; None when it pushed nothing."""
+        for artifact in self.outputs.get("Pusher", []):
+            props = artifact.custom_properties
+            if props.get("pushed") and props["pushed"].int_value == 1:
+                return props["pushed_destination"].string_value
+        return None
+
+    def evaluation_verdict(self) -> str | None:
+        """Evaluator's verdict: 'blessed', or why not (failing metrics and thresholds)."""
+        uri = self.artifact_uri("Evaluator", "ModelEvaluation")
+        if uri is None:
+            return None
+        import tensorflow_model_analysis as tfma
+
+        result = tfma.load_validation_result(uri)
+        if result.validation_ok:
+            return "blessed"
+        reasons = [
+            f"{failure.metric_key.name}={failure.metric_value.double_value.value:.4f} "
+            f"fails {failure.message}"
+            for per_slice in result.metric_validations_per_slice
+            for failure in per_slice.failures
+        ]
+        return "not blessed: " + ("; ".join(reasons) or str(result))
 
 
 def _store(metadata_file: str) -> mlmd.MetadataStore:
@@ -40,24 +103,10 @@ def _store(metadata_file: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def _counts(store: mlmd.MetadataStore, execution_id: int) -> dict[str, int]:
+def _outputs(store: mlmd.MetadataStore, execution_id: int) -> list[metadata_store_pb2.Artifact]:
     events = store.get_events_by_execution_ids([execution_id])
     output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
-    for artifact in store.get_artifacts_by_id(output_ids):
-        props = artifact.custom_properties
-        if ingest_spec.COUNT_FILES_SEEN in props:
-            return {k: props[k].int_value for k in _COUNT_KEYS if k in props}
-    return {}
-
-
-_COUNT_KEYS = (
-    ingest_spec.COUNT_FILES_SEEN,
-    ingest_spec.COUNT_INGESTED,
-    ingest_spec.COUNT_QUARANTINED,
-    ingest_spec.COUNT_DUPLICATES,
-    ingest_spec.COUNT_TRANSCODED,
-    ingest_spec.COUNT_DOWNSCALED,
-)
+    return list(store.get_artifacts_by_id(output_ids))
 
 
 def latest_run(metadata_file: str, pipeline_name: str) -> RunSummary:
@@ -71,13 +120,12 @@ def latest_run(metadata_file: str, pipeline_name: str) -> RunSummary:
     if not runs:
         raise LookupError(f"no run of pipeline {pipeline_name!r} in {metadata_file}")
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    states, counts = {}, {}
+    states, outputs = {}, {}
     for execution in store.get_executions_by_context(run.id):
         node = _node_of(store, execution.id, pipeline_name)
         states[node] = _STATE.Name(execution.last_known_state)
-        if node == "ImageExampleGen":
-            counts = _counts(store, execution.id) or counts
-    return RunSummary(run_id=run.name, states=states, ingest_counts=counts)
+        outputs[node] = _outputs(store, execution.id)
+    return RunSummary(run_id=run.name, states=states, outputs=outputs)
 
 
 def _pipeline_of_run(store: mlmd.MetadataStore, run_context_id: int) -> str | None:

@@ -1,0 +1,436 @@
+"""The TFX Trainer's run_fn: a new head on cached bottlenecks, optional fine-tuning, export.
+
+Used as ``tfx.components.Trainer(run_fn="pipeline.trainer.run_fn", ...)`` (a dotted
+path of the installed package, no module_file), with BottleneckCache's output as
+``examples``, the checked-in schema as ``schema``, the base network's Model artifact
+(a directory holding model.keras) as ``base_model`` and ``TrainerConfig.to_dict()`` as
+``custom_config``. A ``transform_graph`` input is accepted and not read: images are
+preprocessed by ``pipeline.preprocessing`` from the config's ImageSpec, the same code
+Transform ran.
+
+1. Head phase: ``model_surgery.feature_extractor`` rebuilds the frozen part of the base
+   (same cut and pooling as the cache) to know the bottleneck shape; the head
+   (``model_surgery.build_head``) trains on the cached vectors with Adam, early
+   stopping on the eval split's loss (best weights restored), TensorBoard logs in
+   ``model_run_dir/head``.
+2. Fine-tuning (optional): ``fine_tune`` "auto" asks ``model_surgery.choose_unfreeze``
+   (labelled train examples of the smallest class, weighted layers of the extractor);
+   with K > 0 the top K weighted layers are unfrozen (``model_surgery.unfreeze_top``,
+   BatchNormalization stays frozen) and extractor + head train on the images of the
+   same records at learning_rate * fine_tune_lr_factor. The extractor is called with
+   ``training=False`` (BatchNormalization and any dropout in inference mode) through
+   ``FineTuneModel``: in a Keras 3 functional model the outer ``training`` flag
+   overrides a nested model's ``training=False``.
+3. Export: the classifier (preprocessed image -> extractor -> head -> probabilities) as
+   the serving SavedModel (``model_io.export_serving_model``) in serving_model_dir, as
+   ``<model dir>/model.keras`` (so the artifact can be another pipeline's base), and
+   the reports in ``<model dir>/reports/`` (``trainer_reports``), where ``<model dir>``
+   is the parent of serving_model_dir (the Model artifact's uri under TFX).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import posixpath
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline import model_io, model_surgery
+from pipeline import trainer_data as data
+from pipeline import trainer_reports as reports
+from pipeline.trainer_config import TrainerConfig
+
+__all__ = ["ExportResult", "TrainResult", "TrainerConfig", "export", "run_fn", "train"]
+
+HEAD_PHASE = "head"
+FINE_TUNE_PHASE = "fine_tune"
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseResult:
+    """One training phase: its Keras history and where early stopping ended it."""
+
+    name: str
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int  # 1-based; the weights kept are this epoch's
+    learning_rate: float
+    trainable_layers: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneChoice:
+    """How many top layers of the extractor were unfrozen, and why."""
+
+    layers: int
+    reason: str
+    layer_names: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What `train` produced; `classifier` is the model `export` writes."""
+
+    classifier: keras.Model  # preprocessed images -> class probabilities
+    extractor: keras.Model
+    head: keras.Model
+    bottleneck_shape: tuple[int, ...]
+    train_counts: np.ndarray  # labelled examples per class
+    eval_counts: np.ndarray
+    fine_tune: FineTuneChoice
+    phases: tuple[PhaseResult, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Where `export` wrote the model and reports, and the exported model's accuracy."""
+
+    serving_model_dir: str
+    keras_path: str
+    reports: dict[str, str]
+    eval_accuracy: float
+
+
+def run_fn(fn_args) -> None:
+    """The TFX Trainer's entry point: train the head (and fine-tune), export.
+
+    Args:
+        fn_args: tfx.components.trainer.fn_args_utils.FnArgs. Reads train_files,
+            eval_files (BottleneckCache records), schema_path, base_model,
+            custom_config (``TrainerConfig.to_dict()``), serving_model_dir and
+            model_run_dir.
+
+    Raises:
+        ValueError: invalid custom_config (the message names the field and the allowed
+            values), a schema without class names, records that do not match the cut.
+        FileNotFoundError: no records, or no model.keras for base_model.
+    """
+    config = TrainerConfig.from_dict(fn_args.custom_config)
+    class_names = data.class_names_from_schema(fn_args.schema_path or fn_args.schema_file)
+    base_model = data.resolve_base_model(fn_args.base_model)
+    result = train(
+        config,
+        class_names,
+        base_model,
+        fn_args.train_files,
+        fn_args.eval_files,
+        log_dir=fn_args.model_run_dir,
+    )
+    exported = export(result, config, class_names, fn_args.serving_model_dir, fn_args.eval_files)
+    logging.info(
+        "trainer: exported %s (eval accuracy %.4f), %s, reports %s",
+        exported.serving_model_dir,
+        exported.eval_accuracy,
+        exported.keras_path,
+        exported.reports,
+    )
+
+
+def train(
+    config: TrainerConfig,
+    class_names: Sequence[str],
+    base_model: str,
+    train_files: Sequence[str],
+    eval_files: Sequence[str],
+    log_dir: str | None = None,
+) -> TrainResult:
+    """Trains the head on the bottlenecks, then fine-tunes when the config asks.
+
+    Args:
+        config: the validated Trainer config.
+        class_names: class names in label-index order.
+        base_model: a directory holding model.keras (or the .keras file).
+        train_files: patterns of the train split's gzipped TFRecords.
+        eval_files: patterns of the eval split's gzipped TFRecords.
+        log_dir: TensorBoard logs go to ``<log_dir>/<phase>``; None: no logs.
+
+    Returns:
+        The trained models, counts, the fine-tuning choice and each phase's history.
+    """
+    keras.utils.set_random_seed(config.seed)
+    train_files = data.record_files(train_files, "train")
+    eval_files = data.record_files(eval_files, "eval")
+    extractor = build_extractor(config, base_model)
+    shape = _bottleneck_shape(config, extractor, train_files)
+    train_counts = data.count_labels(train_files, len(class_names), "train")
+    eval_counts = data.count_labels(eval_files, len(class_names), "eval")
+    choice = choose_fine_tune(config, extractor, train_counts, class_names)
+    head_spec = model_surgery.HeadSpec(len(class_names), config.hidden_units, config.dropout)
+    head = model_surgery.build_head(shape, head_spec)
+    splits = _Splits(train_files, eval_files, int(train_counts.sum()), int(eval_counts.sum()))
+    phases = [_train_head(head, config, shape, splits, log_dir)]
+    if choice.layers:
+        phase = _fine_tune(extractor, head, config, choice.layers, splits, log_dir)
+        phases.append(phase)
+        choice = dataclasses.replace(choice, layer_names=phase.trainable_layers)
+    return TrainResult(
+        classifier=build_classifier(extractor, head),
+        extractor=extractor,
+        head=head,
+        bottleneck_shape=shape,
+        train_counts=train_counts,
+        eval_counts=eval_counts,
+        fine_tune=choice,
+        phases=tuple(phases),
+    )
+
+
+def build_extractor(config: TrainerConfig, base_model: str) -> keras.Model:
+    """The frozen extractor of the base (model_surgery), checked against the ImageSpec."""
+    base = model_io.load_keras(base_model)
+    extractor = model_surgery.feature_extractor(
+        base, config.cut_layer, config.drop_top_layers, config.pooling
+    )
+    expected = (config.image.height, config.image.width, 3)
+    got = tuple(extractor.input_shape[1:])
+    if len(got) != 3 or any(g not in (None, e) for g, e in zip(got, expected, strict=True)):
+        raise ValueError(
+            f"trainer.image: the base {base.name!r} takes inputs of shape {got} but the "
+            f"ImageSpec gives {expected}; set image height/width to the base's input size"
+        )
+    if any(d is None for d in extractor.output_shape[1:]):
+        raise ValueError(
+            f"the extractor's output shape {extractor.output_shape[1:]} is not static; use "
+            "pooling 'avg', 'max' or 'flatten', or a base with a fixed input size"
+        )
+    return extractor
+
+
+def _bottleneck_shape(config: TrainerConfig, extractor: keras.Model, files) -> tuple[int, ...]:
+    """The extractor's output shape, checked against the records' vector length."""
+    shape = tuple(int(d) for d in extractor.output_shape[1:])
+    dim = data.bottleneck_dim(files)
+    if dim != int(np.prod(shape)):
+        raise ValueError(
+            f"the bottleneck records hold {dim} values per example but the extractor "
+            f"(cut_layer={config.cut_layer!r}, drop_top_layers={config.drop_top_layers}, "
+            f"pooling={config.pooling!r}) outputs {shape}: set trainer.cut_layer, "
+            "trainer.drop_top_layers and trainer.pooling to BottleneckCache's values"
+        )
+    return shape
+
+
+def choose_fine_tune(
+    config: TrainerConfig,
+    extractor: keras.Model,
+    train_counts: np.ndarray,
+    class_names: Sequence[str],
+) -> FineTuneChoice:
+    """K (top weighted layers to unfreeze) from the config or the auto policy, and why.
+
+    Raises:
+        ValueError: a fixed K larger than the extractor's unfreezable layers.
+    """
+    unfreezable = len(
+        [
+            layer
+            for layer in model_surgery.weighted_layers(extractor)
+            if not isinstance(layer, keras.layers.BatchNormalization)
+        ]
+    )
+    fixed = config.fixed_unfreeze
+    if fixed == 0:
+        return FineTuneChoice(0, "fine_tune is 'off': the head alone is trained")
+    if fixed is not None:
+        if fixed > unfreezable:
+            raise ValueError(
+                f"trainer.fine_tune: {fixed} is more than the {unfreezable} weighted "
+                f"(non-BatchNormalization) layers of the extractor; choose 'off', 'auto' or "
+                f"an integer K between 1 and {unfreezable}"
+            )
+        return FineTuneChoice(fixed, f"fine_tune is {fixed}: set in the config")
+    smallest = int(np.argmin(train_counts))
+    per_class = float(train_counts[smallest])
+    k, reason = model_surgery.choose_unfreeze(
+        per_class, len(model_surgery.weighted_layers(extractor))
+    )
+    reason = f"auto, smallest class {class_names[smallest]!r}: {reason}"
+    if k > unfreezable:
+        reason += f" (capped at the {unfreezable} non-BatchNormalization layers)"
+        k = unfreezable
+    logging.info("trainer: fine-tuning %d layers; %s", k, reason)
+    return FineTuneChoice(k, reason)
+
+
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+
+
+class _Splits(NamedTuple):
+    """The record files of both splits and their labelled example counts."""
+
+    train_files: list[str]
+    eval_files: list[str]
+    train_size: int
+    eval_size: int
+
+
+def _train_head(head, config, shape, splits: _Splits, log_dir) -> PhaseResult:
+    """Phase 1: the head on the cached bottleneck vectors."""
+    batch = config.batch_size
+    train_ds = data.bottleneck_dataset(
+        splits.train_files, shape, batch, splits.train_size, shuffle_seed=config.seed
+    )
+    eval_ds = data.bottleneck_dataset(splits.eval_files, shape, batch, splits.eval_size)
+    _compile(head, config.learning_rate)
+    epochs = config.epochs
+    return _fit(
+        HEAD_PHASE, head, (train_ds, eval_ds), epochs, config.learning_rate, config, log_dir
+    )
+
+
+class FineTuneModel(keras.Model):
+    """Training wrapper: extractor in inference mode, head in the caller's mode.
+
+    Not exported or saved; it shares the extractor's and head's layers (and weights)
+    with the classifier that is.
+    """
+
+    def __init__(self, extractor: keras.Model, head: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.extractor = extractor
+        self.head = head
+
+    def call(self, images, training=None):
+        return self.head(self.extractor(images, training=False), training=training)
+
+
+def _fine_tune(extractor, head, config, k, splits: _Splits, log_dir) -> PhaseResult:
+    """Phase 2: the top k weighted layers + head on the images, at a lower rate."""
+    names = model_surgery.unfreeze_top(extractor, k)
+    logging.info("trainer: fine-tuning %s", names)
+    model = FineTuneModel(extractor, head, name="fine_tune")
+    learning_rate = config.learning_rate * config.fine_tune_lr_factor
+    _compile(model, learning_rate)
+    spec, batch = config.image, config.batch_size
+    train_ds = data.image_dataset(
+        splits.train_files, spec, batch, splits.train_size, shuffle_seed=config.seed
+    )
+    eval_ds = data.image_dataset(splits.eval_files, spec, batch, splits.eval_size)
+    epochs = config.fine_tune_epochs
+    phase = _fit(
+        FINE_TUNE_PHASE, model, (train_ds, eval_ds), epochs, learning_rate, config, log_dir
+    )
+    extractor.trainable = False  # back to the frozen extractor feature_extractor returns
+    return dataclasses.replace(phase, trainable_layers=tuple(names))
+
+
+def _fit(phase, model, datasets, epochs, learning_rate, config, log_dir) -> PhaseResult:
+    """model.fit on (train, eval) datasets, early stopping on the eval loss, TensorBoard."""
+    train_ds, eval_ds = datasets
+    callbacks = []
+    stopper = None
+    if config.early_stopping_patience:
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+        )
+        callbacks.append(stopper)
+    if log_dir:
+        callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=data.join(log_dir, phase), write_graph=False)
+        )
+    fitted = model.fit(
+        train_ds, validation_data=eval_ds, epochs=epochs, callbacks=callbacks, verbose=2
+    )
+    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    epochs_run = len(history.get("loss", ()))
+    best = stopper.best_epoch + 1 if stopper is not None else epochs_run
+    return PhaseResult(phase, history, epochs_run, best, learning_rate)
+
+
+def build_classifier(extractor: keras.Model, head: keras.Model) -> keras.Model:
+    """Preprocessed images -> extractor -> head -> probabilities (layers shared).
+
+    The graph is the base's own layers up to the cut, the pooling, then the head as
+    a nested model, so the saved model.keras can be cut by layer name when it is used
+    as another pipeline's base.
+    """
+    return keras.Model(extractor.inputs, head(extractor.outputs[0]), name="classifier")
+
+
+def export(
+    result: TrainResult,
+    config: TrainerConfig,
+    class_names: Sequence[str],
+    serving_model_dir: str,
+    eval_files: Sequence[str],
+) -> ExportResult:
+    """Writes the serving SavedModel, model.keras beside it, and the reports.
+
+    Args:
+        result: what `train` returned.
+        config: the config it was trained with (its ImageSpec goes into the model).
+        class_names: class names in label-index order.
+        serving_model_dir: the SavedModel directory (fn_args.serving_model_dir).
+        eval_files: patterns of the eval split, to score the exported model.
+
+    Returns:
+        The paths written and the exported model's eval accuracy.
+    """
+    model_io.export_serving_model(result.classifier, config.image, class_names, serving_model_dir)
+    model_dir = posixpath.dirname(serving_model_dir.rstrip("/"))
+    keras_path = model_io.save_keras(result.classifier, model_dir)
+    labels, probabilities = predict_exported(
+        serving_model_dir, data.record_files(eval_files, "eval"), config.batch_size
+    )
+    predicted = np.argmax(probabilities, axis=-1)
+    accuracy = float(np.mean(predicted == labels))
+    matrix = reports.confusion_matrix(labels, predicted, len(class_names))
+    metrics = _metrics(result, config, class_names, accuracy, matrix)
+    paths = reports.write_reports(
+        data.join(model_dir, reports.REPORTS_DIR),
+        [(phase.name, phase.history) for phase in result.phases],
+        matrix,
+        class_names,
+        metrics,
+    )
+    return ExportResult(serving_model_dir, keras_path, paths, accuracy)
+
+
+def predict_exported(
+    serving_model_dir: str, eval_files: Sequence[str], batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of the exported SavedModel's predict_images on the files."""
+    predict = tf.saved_model.load(serving_model_dir).signatures[model_io.IMAGES_SIGNATURE]
+    labels, probabilities = [], []
+    for encoded, batch_labels in data.encoded_eval_batches(eval_files, batch_size):
+        outputs = predict(**{model_io.IMAGES_INPUT: tf.constant(encoded)})
+        probabilities.append(outputs[model_io.PROBABILITIES_OUTPUT].numpy())
+        labels.append(batch_labels)
+    return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def _metrics(result, config, class_names, accuracy, matrix) -> dict[str, Any]:
+    """The content of metrics.json."""
+    return {
+        "eval_accuracy": accuracy,
+        "num_train_examples": int(result.train_counts.sum()),
+        "num_eval_examples": int(result.eval_counts.sum()),
+        "examples_per_class": {
+            split: dict(zip(class_names, counts.tolist(), strict=True))
+            for split, counts in (("train", result.train_counts), ("eval", result.eval_counts))
+        },
+        "class_names": list(class_names),
+        "bottleneck_shape": list(result.bottleneck_shape),
+        "fine_tune": {
+            "setting": config.fine_tune,
+            "unfrozen_layers": result.fine_tune.layers,
+            "layer_names": list(result.fine_tune.layer_names),
+            "reason": result.fine_tune.reason,
+        },
+        "phases": {phase.name: phase.to_dict() for phase in result.phases},
+        "confusion_matrix": matrix,
+        "config": config.to_dict(),
+    }

@@ -1,0 +1,194 @@
+"""The Trainer's settings: a frozen, validated `TrainerConfig` passed as custom_config.
+
+The TFX Trainer hands ``custom_config`` to ``run_fn`` as a JSON-decoded dict, so the
+config travels as ``TrainerConfig.to_dict()`` and is rebuilt (and validated again) by
+``TrainerConfig.from_dict`` inside the Trainer. Every error names the field as
+``trainer.<field>`` and says what is allowed; unknown keys are errors.
+
+``fine_tune`` has one canonical form: ``"off"``, ``"auto"`` or a positive int K (the
+number of top weighted layers of the frozen extractor to unfreeze). The integer may be
+given as a string ("3"), and 0 / "0" mean "off"; both are normalized on construction,
+so ``to_dict()`` always writes the canonical form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline.model_surgery import POOLINGS
+from pipeline.preprocessing import ImageSpec
+
+FINE_TUNE_OFF = "off"
+FINE_TUNE_AUTO = "auto"
+_PREFIX = "trainer"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """What the Trainer trains and how.
+
+    Attributes:
+        image: the base network's input preprocessing (the same ImageSpec as Transform).
+        cut_layer: layer of the base whose output is the bottleneck ("" = use
+            drop_top_layers); must match BottleneckCache's setting.
+        drop_top_layers: top layers of the base to drop (0 keeps the whole base).
+        pooling: one of model_surgery.POOLINGS, applied to a spatial cut output.
+        hidden_units: sizes of the head's hidden Dense layers (empty: a linear head).
+        dropout: dropout rate of the head, in [0, 1).
+        learning_rate: Adam learning rate of the head phase.
+        batch_size: examples per batch, both phases.
+        epochs: maximum epochs of the head phase.
+        early_stopping_patience: epochs without a better eval loss before stopping
+            (both phases); 0 disables early stopping.
+        fine_tune: "off", "auto" (model_surgery.choose_unfreeze decides from the
+            labelled train examples of the smallest class) or K >= 1 top weighted
+            (non-BatchNormalization) layers of the extractor to unfreeze.
+        fine_tune_epochs: maximum epochs of the fine-tuning phase.
+        fine_tune_lr_factor: fine-tuning learning rate = learning_rate * this, in (0, 1].
+        seed: seed of weight initialisation, dropout and shuffling.
+    """
+
+    image: ImageSpec
+    cut_layer: str = ""
+    drop_top_layers: int = 0
+    pooling: str = "avg"
+    hidden_units: tuple[int, ...] = ()
+    dropout: float = 0.0
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 50
+    early_stopping_patience: int = 5
+    fine_tune: str | int = FINE_TUNE_OFF
+    fine_tune_epochs: int = 10
+    fine_tune_lr_factor: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.image, ImageSpec):
+            raise ValueError(f"{_PREFIX}.image must be an ImageSpec, got {self.image!r}")
+        if not isinstance(self.cut_layer, str):
+            raise ValueError(
+                f"{_PREFIX}.cut_layer must be a layer name (str, '' for none), "
+                f"got {self.cut_layer!r}"
+            )
+        _check_int("drop_top_layers", self.drop_top_layers, 0)
+        if self.cut_layer and self.drop_top_layers:
+            raise ValueError(
+                f"{_PREFIX}.cut_layer / {_PREFIX}.drop_top_layers: set one, not both (got "
+                f"cut_layer={self.cut_layer!r}, drop_top_layers={self.drop_top_layers})"
+            )
+        if self.pooling not in POOLINGS:
+            raise ValueError(
+                f"{_PREFIX}.pooling: {self.pooling!r} is not allowed; choose one of: "
+                + ", ".join(POOLINGS)
+            )
+        self._set("hidden_units", _hidden_units(self.hidden_units))
+        self._set("dropout", _number("dropout", self.dropout, lambda v: 0 <= v < 1, "in [0, 1)"))
+        rate = _number("learning_rate", self.learning_rate, lambda v: v > 0, "> 0")
+        self._set("learning_rate", rate)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("epochs", self.epochs, 1)
+        _check_int("early_stopping_patience", self.early_stopping_patience, 0)
+        self._set("fine_tune", normalize_fine_tune(self.fine_tune))
+        _check_int("fine_tune_epochs", self.fine_tune_epochs, 1)
+        factor = _number(
+            "fine_tune_lr_factor", self.fine_tune_lr_factor, lambda v: 0 < v <= 1, "in (0, 1]"
+        )
+        self._set("fine_tune_lr_factor", factor)
+        _check_int("seed", self.seed, 0)
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (the Trainer's custom_config)."""
+        values = dataclasses.asdict(self)
+        values["image"] = self.image.to_dict()
+        values["hidden_units"] = list(self.hidden_units)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TrainerConfig:
+        """Builds and validates a TrainerConfig from a (JSON-decoded) dict.
+
+        Raises:
+            ValueError: an unknown or missing key, or a value out of its allowed range;
+                the message names the field and the allowed values.
+        """
+        if not isinstance(values, Mapping):
+            raise ValueError(
+                f"{_PREFIX}: custom_config must be a dict of TrainerConfig fields (with at "
+                f"least 'image'), got {values!r}"
+            )
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{_PREFIX}: unknown key(s) {', '.join(map(str, unknown))}; "
+                f"allowed keys: {', '.join(fields)}"
+            )
+        if "image" not in values:
+            raise ValueError(f"{_PREFIX}.image: required but missing (an ImageSpec dict)")
+        kwargs = dict(values)
+        image = kwargs["image"]
+        if not isinstance(image, ImageSpec):
+            if not isinstance(image, Mapping):
+                raise ValueError(f"{_PREFIX}.image: expected a mapping of ImageSpec fields")
+            try:
+                kwargs["image"] = ImageSpec.from_dict(image)
+            except ValueError as error:
+                raise ValueError(f"{_PREFIX}.image: {error}") from error
+        return cls(**kwargs)
+
+    @property
+    def fixed_unfreeze(self) -> int | None:
+        """Layers to unfreeze when fixed by the config (0 for "off"); None for "auto"."""
+        if self.fine_tune == FINE_TUNE_AUTO:
+            return None
+        return 0 if self.fine_tune == FINE_TUNE_OFF else int(self.fine_tune)
+
+
+def normalize_fine_tune(value: Any) -> str | int:
+    """The canonical fine_tune: "off", "auto" or an int K >= 1 (0 and "0" are "off").
+
+    Raises:
+        ValueError: naming trainer.fine_tune and the allowed values.
+    """
+    if isinstance(value, str) and value in (FINE_TUNE_OFF, FINE_TUNE_AUTO):
+        return value
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or number < 0:
+        raise ValueError(
+            f"{_PREFIX}.fine_tune: {value!r} is not allowed; choose one of: "
+            f"'{FINE_TUNE_OFF}', '{FINE_TUNE_AUTO}', or an integer K >= 0 "
+            "(top weighted layers of the frozen base to unfreeze; 0 = off)"
+        )
+    return FINE_TUNE_OFF if number == 0 else number
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{_PREFIX}.{name}: must be an integer >= {minimum}, got {value!r}")
+
+
+def _number(name: str, value: Any, within: Callable[[float], bool], allowed: str) -> float:
+    """`value` as a float, checked by `within`; `allowed` describes the range in errors."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not within(value):
+        raise ValueError(f"{_PREFIX}.{name}: must be a number {allowed}, got {value!r}")
+    return float(value)
+
+
+def _hidden_units(value: Any) -> tuple[int, ...]:
+    units = tuple(value) if isinstance(value, (list, tuple)) else None
+    if units is None or any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
+        raise ValueError(
+            f"{_PREFIX}.hidden_units: must be a list of integers >= 1 (empty for a linear "
+            f"head), got {value!r}"
+        )
+    return units

@@ -1,0 +1,244 @@
+"""The Trainer's inputs: bottleneck records, class names, the base network's location.
+
+The Trainer's ``examples`` are BottleneckCache's output: gzipped TFRecords of
+tf.Examples in ``Split-<name>/`` folders, each record carrying BOTTLENECK_KEY (the
+frozen layers' output, flattened), LABEL_KEY and the original encoded image under
+IMAGE_KEY (for fine-tuning). Unlabelled records (label -1) are skipped everywhere.
+
+- ``bottleneck_dataset``: (bottleneck reshaped to the extractor's output, label)
+  batches for the head phase; parsed once and cached in memory.
+- ``image_dataset``: (preprocessed image, label) batches for fine-tuning, through
+  ``ImageSpec.preprocess`` (the same code Transform and the served model use).
+- ``encoded_eval_batches``: (encoded bytes, labels) for evaluating the exported model.
+- ``class_names_from_schema``: the label_name string domain, in label-index order.
+- ``resolve_base_model``: where model.keras is for the Trainer's base_model input.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from components.bottleneck_cache.spec import BOTTLENECK_KEY
+from components.image_example_gen.spec import IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
+from pipeline import model_io, schema
+from pipeline.preprocessing import ImageSpec
+
+COMPRESSION = "GZIP"
+MAX_SHUFFLE_BUFFER = 10_000
+_COUNT_BATCH = 1024
+
+
+def join(directory: str, name: str) -> str:
+    """os.path.join for local paths, "/" for URLs such as gs://bucket/dir."""
+    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
+
+
+def record_files(patterns: Sequence[str], split: str) -> list[str]:
+    """The files matching the split's patterns (fn_args.train_files / eval_files).
+
+    Raises:
+        FileNotFoundError: no file matches; names the split and the patterns.
+    """
+    files = sorted({path for pattern in patterns or () for path in tf.io.gfile.glob(pattern)})
+    if not files:
+        raise FileNotFoundError(f"no {split} records match {list(patterns or ())}")
+    return files
+
+
+def _records(files: Sequence[str]) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(list(files), compression_type=COMPRESSION)
+
+
+def count_labels(files: Sequence[str], num_classes: int, split: str) -> np.ndarray:
+    """Labelled examples per class (int64 [num_classes]); unlabelled ones are skipped.
+
+    Raises:
+        ValueError: a label is >= num_classes (the schema's vocabulary is smaller
+            than the data's), or the split has no labelled example.
+    """
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    counts = np.zeros(num_classes, np.int64)
+    batches = _records(files).batch(_COUNT_BATCH).map(lambda r: tf.io.parse_example(r, spec))
+    for batch in batches:
+        labels = batch[LABEL_KEY].numpy()
+        if labels.size and labels.max() >= num_classes:
+            raise ValueError(
+                f"{split} split has label {labels.max()} but the schema lists only "
+                f"{num_classes} classes: regenerate the schema for this data"
+            )
+        counts += np.bincount(labels[labels >= 0], minlength=num_classes)
+    if not counts.sum():
+        raise ValueError(f"the {split} split has no labelled example ({len(files)} files)")
+    return counts
+
+
+def bottleneck_dim(files: Sequence[str]) -> int:
+    """Length of the BOTTLENECK_KEY float list in the first record.
+
+    Raises:
+        ValueError: the record has no BOTTLENECK_KEY float feature (not BottleneckCache
+            output).
+    """
+    for serialized in _records(files[:1]).take(1):
+        example = tf.train.Example.FromString(serialized.numpy())
+        feature = example.features.feature.get(BOTTLENECK_KEY)
+        if feature is None or feature.WhichOneof("kind") != "float_list":
+            raise ValueError(
+                f"records in {files[0]} have no float feature {BOTTLENECK_KEY!r}: the "
+                "Trainer's examples must be BottleneckCache's output"
+            )
+        return len(feature.float_list.value)
+    raise ValueError(f"{files[0]} holds no record")
+
+
+def _labelled(features: dict[str, tf.Tensor]) -> tf.Tensor:
+    return features[LABEL_KEY] >= 0
+
+
+def _shuffle_batch(
+    ds: tf.data.Dataset, batch_size: int, size: int, shuffle_seed: int | None
+) -> tf.data.Dataset:
+    """Shuffles (when seeded) and batches `size` examples; the batch count is asserted.
+
+    Keras then knows the steps per epoch, and a count that does not match the data
+    fails loudly instead of silently training on a part of it.
+    """
+    if shuffle_seed is not None:
+        buffer = max(1, min(size, MAX_SHUFFLE_BUFFER))
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    batches = -(-size // batch_size)
+    return ds.batch(batch_size).apply(tf.data.experimental.assert_cardinality(batches))
+
+
+def bottleneck_dataset(
+    files: Sequence[str],
+    shape: Sequence[int],
+    batch_size: int,
+    size: int,
+    *,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """(bottleneck float32 [batch, *shape], label int64 [batch]) batches.
+
+    Args:
+        files: gzipped TFRecord files of BottleneckCache.
+        shape: the extractor's output shape per example (the records hold it flattened).
+        batch_size: examples per batch.
+        size: number of labelled examples in the files (count_labels).
+        shuffle_seed: shuffle with this seed (every epoch a new order); None keeps the
+            file order (evaluation).
+    """
+    shape = [int(d) for d in shape]
+    spec = {
+        BOTTLENECK_KEY: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32),
+        LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    ds = (
+        _records(files)
+        .map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        .filter(_labelled)
+        .map(lambda f: (tf.reshape(f[BOTTLENECK_KEY], shape), f[LABEL_KEY]))
+        .cache()
+    )
+    return _shuffle_batch(ds, batch_size, size, shuffle_seed).prefetch(tf.data.AUTOTUNE)
+
+
+def _encoded_dataset(files: Sequence[str]) -> tf.data.Dataset:
+    """(encoded image bytes, label) per labelled record."""
+    spec = {
+        IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+        LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    }
+    return (
+        _records(files)
+        .map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        .filter(_labelled)
+        .map(lambda f: (f[IMAGE_KEY], f[LABEL_KEY]))
+    )
+
+
+def image_dataset(
+    files: Sequence[str],
+    image_spec: ImageSpec,
+    batch_size: int,
+    size: int,
+    *,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """(preprocessed image float32 [batch, h, w, 3], label int64 [batch]) batches.
+
+    Arguments as in bottleneck_dataset; images go through ``image_spec.preprocess``.
+    """
+    ds = _shuffle_batch(_encoded_dataset(files), batch_size, size, shuffle_seed)
+    ds = ds.map(
+        lambda encoded, label: (image_spec.preprocess(encoded), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def encoded_eval_batches(
+    files: Sequence[str], batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(encoded image bytes [batch], labels [batch]) numpy batches, in file order."""
+    for encoded, labels in _encoded_dataset(files).batch(batch_size):
+        yield encoded.numpy(), labels.numpy()
+
+
+def class_names_from_schema(schema_path: str | None) -> list[str]:
+    """The class names: the label_name feature's string domain, in label-index order.
+
+    Accepts the domain inline in the feature (pipeline.schema writes it so) or as a
+    schema-level string_domain referenced by name.
+
+    Raises:
+        ValueError: no schema, no label_name feature or domain, or fewer than 2 names.
+    """
+    if not schema_path:
+        raise ValueError(
+            "the Trainer needs its schema input: the label_name string domain gives the class names"
+        )
+    parsed = schema.read_schema(schema_path)
+    feature = next((f for f in parsed.feature if f.name == LABEL_NAME_KEY), None)
+    names: list[str] = []
+    if feature is not None and feature.HasField("string_domain"):
+        names = list(feature.string_domain.value)
+    elif feature is not None and feature.domain:
+        domains = {d.name: d for d in parsed.string_domain}
+        if feature.domain in domains:
+            names = list(domains[feature.domain].value)
+    if len(names) < 2:
+        raise ValueError(
+            f"schema {schema_path}: feature {LABEL_NAME_KEY!r} must have a string domain of "
+            f"at least 2 class names (got {names}); write it with `tfx-transfer schema`"
+        )
+    return names
+
+
+def resolve_base_model(path: str | None) -> str:
+    """The directory (or .keras file) holding the base network for the Trainer.
+
+    TFX passes ``<Model artifact uri>/Format-Serving`` as fn_args.base_model, while
+    BaseModelGen and this Trainer write ``<uri>/model.keras``: look there and in the
+    parent.
+
+    Raises:
+        FileNotFoundError: naming the places looked at.
+    """
+    if not path:
+        raise FileNotFoundError("the Trainer needs its base_model input (model.keras)")
+    if path.endswith(".keras") and tf.io.gfile.exists(path):
+        return path
+    parent = posixpath.dirname(path.rstrip("/"))
+    for directory in (path, parent):
+        if tf.io.gfile.exists(join(directory, model_io.KERAS_MODEL_FILE)):
+            return directory
+    raise FileNotFoundError(
+        f"base_model: no {model_io.KERAS_MODEL_FILE} in {path} or {parent}; the base must "
+        "be a Model artifact holding model.keras (BaseModelGen, or another Trainer)"
+    )
