@@ -83,12 +83,30 @@ class ImageConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SourceTaskConfig:
+    """A labelled source task that trains the base (every layer) before it is reused."""
+
+    # A folder of class sub-folders (other classes than the target's), and its schema.
+    data_root: str = dataclasses.field(metadata=_path())
+    schema: str = dataclasses.field(metadata=_path())
+    train_ratio: float = dataclasses.field(default=0.8, metadata=_range(0.0, 1.0, exclusive=True))
+    epochs: int = dataclasses.field(default=30, metadata=_range(1))
+    learning_rate: float = dataclasses.field(
+        default=1e-3, metadata=_range(0.0, 1.0, exclusive=True)
+    )
+    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+
+
+@dataclasses.dataclass(frozen=True)
 class BaseModelConfig:
     """The pretrained network whose lower layers are reused, and where to cut it."""
 
-    # keras_application: an architecture by name; file: a user's .keras/.h5 model.
+    # keras_application: an architecture by name; builtin: a small architecture of this
+    # project (small_cnn); file: a user's .keras/.h5 model.
     kind: str = dataclasses.field(metadata=_choice(*base_spec.KINDS))
-    name: str = dataclasses.field(default="", metadata=_choice(*base_spec.APPLICATIONS))
+    name: str = dataclasses.field(
+        default="", metadata=_choice(*base_spec.APPLICATIONS, *base_spec.BUILTINS)
+    )
     # keras_application: a local weights file (the architecture's *_notop.h5); empty
     # builds seeded random weights. Nothing is ever downloaded.
     weights: str = dataclasses.field(default="", metadata=_path())
@@ -100,6 +118,8 @@ class BaseModelConfig:
     drop_top_layers: int = dataclasses.field(default=0, metadata=_range(0))
     # Applied when the cut output is a spatial map.
     pooling: str = dataclasses.field(default="avg", metadata=_choice(*cache_spec.POOLINGS))
+    # Optional: train the base on a labelled source task first (inside the pipeline).
+    source_task: SourceTaskConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,10 +343,16 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | None = None) -> Pip
 
 def _check_base_model(base: BaseModelConfig, image: ImageConfig) -> None:
     """Cross-field rules of base_model (single fields were checked already)."""
+    if base.kind == base_spec.KIND_BUILTIN and base.name not in base_spec.BUILTINS:
+        raise ConfigError(
+            f"base_model.name: {base.name!r} is not a builtin architecture; choose one of: "
+            + ", ".join(base_spec.BUILTINS)
+        )
     if base.kind == base_spec.KIND_APPLICATION:
-        if not base.name:
+        if base.name not in base_spec.APPLICATIONS:
             raise ConfigError(
-                "base_model.name: required for kind keras_application; choose one of: "
+                f"base_model.name: {base.name or 'nothing'!r} is not a Keras Applications "
+                "architecture (required for kind keras_application); choose one of: "
                 + ", ".join(base_spec.APPLICATIONS)
             )
         expected = base_spec.APPLICATIONS[base.name]

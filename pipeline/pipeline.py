@@ -7,15 +7,80 @@ around the returned `tfx.dsl.Pipeline`.
 
 from __future__ import annotations
 
+import os
+
+import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.anomaly_gate.component import AnomalyGate
+from components.base_model_gen.component import BaseModelGen
+from components.bottleneck_cache.component import BottleneckCache
 from components.image_example_gen.component import ImageExampleGen
+from pipeline import model_io
 from pipeline.config import PipelineConfig
+from pipeline.trainer_config import MODE_FULL, TrainerConfig
 
 # Transform calls this function by its dotted path: no user-module wheel is built, and
 # the Kubeflow image (where the package is installed) resolves it the same way.
 PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
+RUN_FN = "pipeline.trainer.run_fn"
+
+
+def trainer_config(config: PipelineConfig) -> TrainerConfig:
+    """The Trainer's custom_config, from the pipeline config's base_model and training."""
+    base, training = config.base_model, config.training
+    fine_tune = training.fine_tune
+    if fine_tune == "layers":
+        fine_tune = training.fine_tune_layers
+    return TrainerConfig(
+        image=config.image.image_spec(),
+        cut_layer=base.cut_layer,
+        drop_top_layers=base.drop_top_layers,
+        pooling=base.pooling,
+        hidden_units=training.hidden_units,
+        dropout=training.dropout,
+        learning_rate=training.learning_rate,
+        batch_size=training.batch_size,
+        epochs=training.epochs,
+        early_stopping_patience=training.early_stopping_patience,
+        fine_tune=fine_tune,
+        fine_tune_epochs=training.fine_tune_epochs,
+        fine_tune_lr_factor=training.fine_tune_lr_factor,
+        seed=training.seed,
+    )
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy on the eval split: at least min_accuracy, and no regression beyond
+    max_regression against the last blessed model (ignored on the first run)."""
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=model_io.SERVING_SIGNATURE,
+                label_key="label",
+                prediction_key=model_io.PROBABILITIES_OUTPUT,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy",
+                        threshold=tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                lower_bound={"value": config.evaluation.min_accuracy}
+                            ),
+                            change_threshold=tfma.GenericChangeThreshold(
+                                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                absolute={"value": -config.evaluation.max_regression - 1e-10},
+                            ),
+                        ),
+                    )
+                ]
+            )
+        ],
+    )
 
 
 def create_components(config: PipelineConfig) -> list:
@@ -51,7 +116,7 @@ def create_components(config: PipelineConfig) -> list:
         disable_statistics=True,
     )
     transform.add_upstream_node(anomaly_gate)
-    return [
+    components = [
         example_gen,
         statistics_gen,
         schema_gen,
@@ -59,6 +124,122 @@ def create_components(config: PipelineConfig) -> list:
         anomaly_gate,
         transform,
     ]
+    if config.base_model is None:
+        return components
+
+    base = config.base_model
+    # The base network as a Model artifact (model.keras), whatever its source.
+    base_model_gen = BaseModelGen(
+        kind=base.kind,
+        height=config.image.height,
+        width=config.image.width,
+        name=base.name,
+        weights=base.weights,
+        path=base.path,
+        seed=base.seed,
+    )
+    base_channel = base_model_gen.outputs["model"]
+    source_components = []
+    if base.source_task is not None:
+        source_components = _source_task(config, base_channel)
+        base_channel = source_components[-1].outputs["model"]
+    # Frozen layers over every image once: content-addressed, incremental, persistent
+    # across runs under cache_dir; outputs Examples carrying the bottleneck vectors.
+    bottleneck_cache = BottleneckCache(
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        base_model=base_channel,
+        cache_dir=config.cache_dir,
+        cut_layer=base.cut_layer,
+        drop_top_layers=base.drop_top_layers,
+        pooling=base.pooling,
+        batch_size=config.cache.batch_size,
+    )
+    if config.cache.beam_pipeline_args:
+        bottleneck_cache = bottleneck_cache.with_beam_pipeline_args(
+            list(config.cache.beam_pipeline_args)
+        )
+    # Phase 1: a new head on the cached vectors; phase 2 (optional): fine-tune the top
+    # of the base on images at a tenth of the rate. Exports ONE serving model:
+    # preprocessing + frozen base + head, for tf.Examples and for raw image bytes.
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=bottleneck_cache.outputs["bottlenecks"],
+        schema=schema_gen.outputs["schema"],
+        transform_graph=transform.outputs["transform_graph"],
+        base_model=base_channel,
+        train_args=tfx.proto.TrainArgs(),
+        eval_args=tfx.proto.EvalArgs(),
+        custom_config=trainer_config(config).to_dict(),
+    )
+    # The model now in service, to compare against.
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    # TFMA on the raw eval images through the exported signature: the gate.
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    # Only a blessed model reaches <serving root>/<model_name>/<version>/.
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.join(config.serving.root, config.serving.model_name)
+            )
+        ),
+    )
+    return components + [
+        base_model_gen,
+        *source_components,
+        bottleneck_cache,
+        trainer,
+        baseline,
+        evaluator,
+        pusher,
+    ]
+
+
+def _source_task(config: PipelineConfig, base_channel) -> list:
+    """Components that train the base on a labelled source task (every layer).
+
+    The source Trainer's Model (its model.keras keeps the base's layer names) is the
+    base that the target task then cuts, freezes and caches.
+    """
+    source = config.base_model.source_task
+    source_gen = ImageExampleGen(
+        input_base=source.data_root,
+        train_ratio=source.train_ratio,
+        max_pixels=config.data.max_pixels,
+        max_side=config.data.max_side,
+    ).with_id("SourceExampleGen")
+    source_schema = tfx.components.ImportSchemaGen(schema_file=source.schema).with_id(
+        "SourceSchemaGen"
+    )
+    source_config = TrainerConfig(
+        image=config.image.image_spec(),
+        mode=MODE_FULL,
+        learning_rate=source.learning_rate,
+        batch_size=source.batch_size,
+        epochs=source.epochs,
+        seed=config.base_model.seed,
+    )
+    source_trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=source_gen.outputs["examples"],
+        schema=source_schema.outputs["schema"],
+        base_model=base_channel,
+        train_args=tfx.proto.TrainArgs(),
+        eval_args=tfx.proto.EvalArgs(),
+        custom_config=source_config.to_dict(),
+    ).with_id("SourceTrainer")
+    return [source_gen, source_schema, source_trainer]
 
 
 def create_pipeline(

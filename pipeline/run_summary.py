@@ -88,12 +88,27 @@ class RunSummary:
         if result.validation_ok:
             return "blessed"
         reasons = [
-            f"{failure.metric_key.name}={failure.metric_value.double_value.value:.4f} "
-            f"fails {failure.message}"
+            _describe_failure(failure)
             for per_slice in result.metric_validations_per_slice
             for failure in per_slice.failures
         ]
         return "not blessed: " + ("; ".join(reasons) or str(result))
+
+
+def _describe_failure(failure) -> str:
+    """'accuracy 0.18 is below the floor 0.3' / '... dropped more than allowed vs ...'."""
+    name, value = failure.metric_key.name, failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if threshold.HasField("value_threshold"):
+        bound = threshold.value_threshold.lower_bound.value
+        return f"{name} {value:.4f} is below the required minimum {bound:.4f}"
+    if threshold.HasField("change_threshold"):
+        allowed = -threshold.change_threshold.absolute.value
+        return (
+            f"{name} changed by {value:+.4f} against the served (last blessed) model; "
+            f"the allowed drop is {max(allowed, 0.0):.4f}"
+        )
+    return f"{name} {value:.4f}: {failure.message}"
 
 
 def _store(metadata_file: str) -> mlmd.MetadataStore:

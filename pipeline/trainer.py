@@ -43,12 +43,13 @@ import tensorflow as tf
 from pipeline import model_io, model_surgery
 from pipeline import trainer_data as data
 from pipeline import trainer_reports as reports
-from pipeline.trainer_config import TrainerConfig
+from pipeline.trainer_config import MODE_FULL, TrainerConfig
 
 __all__ = ["ExportResult", "TrainResult", "TrainerConfig", "export", "run_fn", "train"]
 
 HEAD_PHASE = "head"
 FINE_TUNE_PHASE = "fine_tune"
+FULL_PHASE = "full"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,14 +160,24 @@ def train(
     train_files = data.record_files(train_files, "train")
     eval_files = data.record_files(eval_files, "eval")
     extractor = build_extractor(config, base_model)
-    shape = _bottleneck_shape(config, extractor, train_files)
+    full = config.mode == MODE_FULL
+    shape = tuple(int(d) for d in extractor.output_shape[1:])
+    if not full:
+        shape = _bottleneck_shape(config, extractor, train_files)
     train_counts = data.count_labels(train_files, len(class_names), "train")
     eval_counts = data.count_labels(eval_files, len(class_names), "eval")
-    choice = choose_fine_tune(config, extractor, train_counts, class_names)
+    choice = (
+        FineTuneChoice(0, "mode full: every layer is trained")
+        if full
+        else choose_fine_tune(config, extractor, train_counts, class_names)
+    )
     head_spec = model_surgery.HeadSpec(len(class_names), config.hidden_units, config.dropout)
     head = model_surgery.build_head(shape, head_spec)
     splits = _Splits(train_files, eval_files, int(train_counts.sum()), int(eval_counts.sum()))
-    phases = [_train_head(head, config, shape, splits, log_dir)]
+    if full:
+        phases = [_train_full(extractor, head, config, splits, log_dir)]
+    else:
+        phases = [_train_head(head, config, shape, splits, log_dir)]
     if choice.layers:
         phase = _fine_tune(extractor, head, config, choice.layers, splits, log_dir)
         phases.append(phase)
@@ -288,6 +299,34 @@ def _train_head(head, config, shape, splits: _Splits, log_dir) -> PhaseResult:
     epochs = config.epochs
     return _fit(
         HEAD_PHASE, head, (train_ds, eval_ds), epochs, config.learning_rate, config, log_dir
+    )
+
+
+def _train_full(extractor, head, config, splits: _Splits, log_dir) -> PhaseResult:
+    """Mode full: every layer of the extractor (BatchNorm in training mode) and the head
+    on the images at the full learning rate."""
+    extractor.trainable = True
+    for layer in extractor.layers:
+        layer.trainable = True
+    model = build_classifier(extractor, head)
+    _compile(model, config.learning_rate)
+    spec, batch = config.image, config.batch_size
+    train_ds = data.image_dataset(
+        splits.train_files, spec, batch, splits.train_size, shuffle_seed=config.seed
+    )
+    eval_ds = data.image_dataset(splits.eval_files, spec, batch, splits.eval_size)
+    phase = _fit(
+        FULL_PHASE,
+        model,
+        (train_ds, eval_ds),
+        config.epochs,
+        config.learning_rate,
+        config,
+        log_dir,
+    )
+    extractor.trainable = False
+    return dataclasses.replace(
+        phase, trainable_layers=tuple(layer.name for layer in extractor.layers)
     )
 
 

@@ -22,6 +22,13 @@ from pipeline.preprocessing import ImageSpec
 
 FINE_TUNE_OFF = "off"
 FINE_TUNE_AUTO = "auto"
+# transfer: a new head on the cached bottlenecks of the frozen base (+ fine-tuning);
+# full: every layer of the cut base and the head trained on images at learning_rate,
+# BatchNormalization in training mode: a source task pretraining the base, or the
+# from-scratch baseline when the base is freshly initialized.
+MODE_TRANSFER = "transfer"
+MODE_FULL = "full"
+MODES = (MODE_TRANSFER, MODE_FULL)
 _PREFIX = "trainer"
 
 
@@ -42,6 +49,8 @@ class TrainerConfig:
         epochs: maximum epochs of the head phase.
         early_stopping_patience: epochs without a better eval loss before stopping
             (both phases); 0 disables early stopping.
+        mode: "transfer" (head on bottlenecks, then optional fine-tuning) or "full"
+            (every layer trained on images; for a source task or a scratch baseline).
         fine_tune: "off", "auto" (model_surgery.choose_unfreeze decides from the
             labelled train examples of the smallest class) or K >= 1 top weighted
             (non-BatchNormalization) layers of the extractor to unfreeze.
@@ -61,6 +70,7 @@ class TrainerConfig:
     epochs: int = 50
     early_stopping_patience: int = 5
     fine_tune: str | int = FINE_TUNE_OFF
+    mode: str = MODE_TRANSFER
     fine_tune_epochs: int = 10
     fine_tune_lr_factor: float = 0.1
     seed: int = 0
@@ -98,6 +108,10 @@ class TrainerConfig:
         )
         self._set("fine_tune_lr_factor", factor)
         _check_int("seed", self.seed, 0)
+        if self.mode not in MODES:
+            raise ValueError(
+                f"{_PREFIX}.mode: {self.mode!r} is not allowed; choose one of: {', '.join(MODES)}"
+            )
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)

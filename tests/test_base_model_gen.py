@@ -85,7 +85,7 @@ def test_executor_writes_model_keras_and_driver_tracks_the_file(tmp_path):
 
 
 def test_component_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="kind must be one of keras_application, file"):
+    with pytest.raises(ValueError, match="kind must be one of keras_application, builtin, file"):
         component.BaseModelGen(kind="hub", height=8, width=8)
     with pytest.raises(ValueError, match="name must be one of MobileNetV2"):
         component.BaseModelGen(kind="keras_application", height=8, width=8, name="x")

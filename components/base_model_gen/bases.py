@@ -49,6 +49,38 @@ def build_application(
         ) from e
 
 
+def small_cnn(height: int, width: int, seed: int = 0) -> keras.Model:
+    """Three conv blocks (32, 64, 128 filters; conv-ReLU-maxpool) and global pooling.
+
+    Layer names `block{1,2,3}_{conv,relu,pool}` and `gap` make cut points readable:
+    `cut_layer: block2_pool` drops the top block, which transfers better than the
+    pooled top when source and target classes differ (see docs/ARCHITECTURE.md).
+    """
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((height, width, 3), name="image")
+    x = inputs
+    for i, filters in enumerate((32, 64, 128), start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"block{i}_conv")(x)
+        x = keras.layers.ReLU(name=f"block{i}_relu")(x)
+        x = keras.layers.MaxPooling2D(2, padding="same", name=f"block{i}_pool")(x)
+    outputs = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+def build_builtin(name: str, height: int, width: int, seed: int = 0) -> keras.Model:
+    """A builtin architecture by name, with seeded random weights.
+
+    Raises:
+      ValueError: unknown name (lists the allowed ones).
+    """
+    if name not in spec.BUILTINS:
+        raise ValueError(
+            f"base_model.name: {name!r} is not a builtin architecture; choose one of: "
+            + ", ".join(spec.BUILTINS)
+        )
+    return small_cnn(height, width, seed)
+
+
 def load_file(path: str) -> keras.Model:
     """Loads a user's `.keras` / `.h5` model file (no custom objects, no compile).
 
@@ -103,6 +135,8 @@ def make_base(
             weights or "random",
             expected,
         )
+    elif kind == spec.KIND_BUILTIN:
+        model = build_builtin(name, height, width, seed)
     elif kind == spec.KIND_FILE:
         model = load_file(path)
     else:

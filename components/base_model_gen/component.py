@@ -45,7 +45,8 @@ class BaseModelGen(base_component.BaseComponent):
         """Constructs a BaseModelGen.
 
         Args:
-          kind: "keras_application" (name, optional weights file) or "file" (path).
+          kind: "keras_application" (name, optional weights file), "builtin" (name of
+            a small architecture of this project) or "file" (path).
           height: the pipeline's image height (the base's input).
           width: the pipeline's image width.
           name: a Keras Applications name, for kind "keras_application".
@@ -62,6 +63,10 @@ class BaseModelGen(base_component.BaseComponent):
             raise ValueError(
                 f"name must be one of {', '.join(spec.APPLICATIONS)} for kind {kind!r}, "
                 f"got {name!r}"
+            )
+        if kind == spec.KIND_BUILTIN and name not in spec.BUILTINS:
+            raise ValueError(
+                f"name must be one of {', '.join(spec.BUILTINS)} for kind {kind!r}, got {name!r}"
             )
         if kind == spec.KIND_FILE and not path:
             raise ValueError("path is required for kind 'file'")

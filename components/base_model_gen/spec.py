@@ -19,8 +19,13 @@ SOURCE_FINGERPRINT_KEY = "source_fingerprint"  # set by the driver, keys TFX's c
 MODEL_KEY = "model"
 
 KIND_APPLICATION = "keras_application"
+KIND_BUILTIN = "builtin"
 KIND_FILE = "file"
-KINDS = (KIND_APPLICATION, KIND_FILE)
+KINDS = (KIND_APPLICATION, KIND_BUILTIN, KIND_FILE)
+
+# Small architectures of this project (random, seeded), for bases that a source task
+# or layer-wise pretraining trains; name -> the input scaling they are built for.
+BUILTINS = {"small_cnn": "symmetric"}
 
 # Keras Applications architectures offered by name, with the input scaling each one's
 # pretrained weights expect (the config's image.scaling). "raw" ones rescale inside.
