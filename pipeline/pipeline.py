@@ -11,10 +11,12 @@ import os
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
 from components.base_model_gen.component import BaseModelGen
 from components.bottleneck_cache.component import BottleneckCache
+from components.idempotent_pusher.executor import Executor as IdempotentPusherExecutor
 from components.image_example_gen.component import ImageExampleGen
 from pipeline import model_io
 from pipeline.config import PipelineConfig
@@ -185,7 +187,8 @@ def create_components(config: PipelineConfig) -> list:
         baseline_model=baseline.outputs["model"],
         eval_config=eval_config(config),
     )
-    # Only a blessed model reaches <serving root>/<model_name>/<version>/.
+    # Only a blessed model reaches <serving root>/<model_name>/<version>/, and a model
+    # that is already served there is not published again.
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -194,6 +197,7 @@ def create_components(config: PipelineConfig) -> list:
                 base_directory=os.path.join(config.serving.root, config.serving.model_name)
             )
         ),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(IdempotentPusherExecutor),
     )
     return components + [
         base_model_gen,

@@ -77,7 +77,11 @@ class TrainerConfig:
 
     def __post_init__(self):
         if not isinstance(self.image, ImageSpec):
-            raise ValueError(f"{_PREFIX}.image must be an ImageSpec, got {self.image!r}")
+            # An ImageSpec of a reloaded module (TFX re-imports user modules) or a dict.
+            values = self.image.to_dict() if hasattr(self.image, "to_dict") else self.image
+            if not isinstance(values, Mapping):
+                raise ValueError(f"{_PREFIX}.image must be an ImageSpec, got {self.image!r}")
+            self._set("image", ImageSpec.from_dict(values))
         if not isinstance(self.cut_layer, str):
             raise ValueError(
                 f"{_PREFIX}.cut_layer must be a layer name (str, '' for none), "

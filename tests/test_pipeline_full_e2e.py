@@ -1,0 +1,124 @@
+"""End to end, the whole DAG: ingest -> ... -> BottleneckCache -> Trainer -> Evaluator
+-> Pusher on a small copy of the demo data (LocalDagRunner, SQLite metadata).
+
+Checks what a user relies on: a blessed model is pushed in TF Serving's layout and
+answers a TF-Serving-shaped PredictRequest; a second run with nothing changed
+recomputes and pushes nothing; a worse model is blocked by the no-regression gate.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+from pipeline import model_io, predict
+from pipeline import schema as schema_lib
+from pipeline.config import config_from_dict
+from pipeline.demo_data import write_demo_data
+from pipeline.local_runner import run_local
+from pipeline.run_summary import latest_run
+
+pytestmark = pytest.mark.e2e
+
+TRAINED = {"BaseModelGen", "BottleneckCache", "Trainer", "Evaluator", "Pusher"}
+
+
+def _config(root, training, min_accuracy=0.0):
+    return config_from_dict(
+        {
+            "pipeline_name": "full-e2e",
+            "pipeline_root": str(root / "runs"),
+            "schema": str(root / "schema.pbtxt"),
+            "data": {"root": str(root / "demo" / "target"), "train_ratio": 0.5},
+            "image": {"height": 16, "width": 16},
+            "base_model": {
+                "kind": "builtin",
+                "name": "small_cnn",
+                "cut_layer": "block2_pool",
+                "pooling": "flatten",
+            },
+            "training": {"fine_tune": "off", "batch_size": 8, "seed": 1, **training},
+            "evaluation": {"min_accuracy": min_accuracy},
+            "serving": {"model_name": "digits", "root": str(root / "serving")},
+        }
+    )
+
+
+GOOD = {"learning_rate": 0.01, "epochs": 25, "early_stopping_patience": 25}
+WORSE = {"learning_rate": 1e-6, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    write_demo_data(str(root / "demo"), target_per_class=10)
+    classes = schema_lib.class_names_in(str(root / "demo" / "target"))
+    schema_lib.write_schema(schema_lib.build_schema(classes), str(root / "schema.pbtxt"))
+    config = _config(root, GOOD)
+    run_local(config)
+    return root, config, latest_run(config.metadata_file, config.pipeline_name)
+
+
+def test_first_run_trains_blesses_and_pushes(first):
+    _, config, summary = first
+    assert TRAINED <= set(summary.ran()), summary.states
+    assert summary.cache_counts["vectors_computed"] == summary.ingest_counts["ingested"] == 50
+    assert summary.evaluation_verdict() == "blessed"
+    pushed = summary.pushed_destination
+    assert pushed and os.path.dirname(pushed) == os.path.join(config.serving.root, "digits")
+    assert os.path.basename(pushed).isdigit()  # <model_name>/<version>/ for TF Serving
+
+
+def test_pushed_model_answers_a_tf_serving_predict_request(first):
+    root, config, _ = first
+    model_dir = predict.latest_version_dir(config.serving.root, "digits")
+    folder = root / "demo" / "target" / "7"
+    images = [(folder / name).read_bytes() for name in sorted(os.listdir(folder))[:3]]
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "digits"
+    request.model_spec.signature_name = model_io.IMAGES_SIGNATURE
+    request.inputs[model_io.IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(images))
+    # What TF Serving does with it: the signature on the request's tensors.
+    loaded = tf.saved_model.load(model_dir)
+    signature = loaded.signatures[request.model_spec.signature_name]
+    outputs = signature(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    probabilities = outputs[model_io.PROBABILITIES_OUTPUT].numpy()
+    assert probabilities.shape == (3, 5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert outputs[model_io.CLASS_NAMES_OUTPUT].numpy()[0].tolist() == [
+        str(c).encode() for c in range(5, 10)
+    ]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        signature(**{model_io.IMAGES_INPUT: tf.constant([b"not an image"])})
+
+
+def test_unchanged_runs_recompute_and_push_nothing(first):
+    _, config, summary = first
+    versions = os.listdir(os.path.join(config.serving.root, "digits"))
+    run_local(config)
+    second = latest_run(config.metadata_file, config.pipeline_name)
+    # Nothing is recomputed: no ingestion, bottleneck or training work.
+    assert {"ImageExampleGen", "Transform", "BottleneckCache", "Trainer"} <= set(second.cached())
+    # Evaluator runs once more (its baseline is now the served model, the same model),
+    # and Pusher publishes nothing new: that model is already served.
+    assert os.listdir(os.path.join(config.serving.root, "digits")) == versions
+    assert second.pushed_destination == summary.pushed_destination
+    run_local(config)
+    third = latest_run(config.metadata_file, config.pipeline_name)
+    assert set(third.ran()) <= {"latest_blessed_model_resolver"}, third.states
+    assert os.listdir(os.path.join(config.serving.root, "digits")) == versions
+
+
+def test_a_worse_model_is_not_pushed(first):
+    root, config, _ = first
+    versions = os.listdir(os.path.join(config.serving.root, "digits"))
+    worse = _config(root, WORSE)
+    run_local(worse)
+    summary = latest_run(worse.metadata_file, worse.pipeline_name)
+    assert "Trainer" in summary.ran() and "BottleneckCache" in summary.cached()
+    verdict = summary.evaluation_verdict()
+    assert verdict.startswith("not blessed") and "against the served" in verdict, verdict
+    assert summary.pushed_destination is None
+    assert os.listdir(os.path.join(config.serving.root, "digits")) == versions
