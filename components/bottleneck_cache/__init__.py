@@ -1,0 +1,1 @@
+"""BottleneckCache: frozen-layer outputs for every image, computed once and cached."""

@@ -1,0 +1,590 @@
+"""Tests of BottleneckCache's pure core: bases, transform fingerprint, handler, Beam job.
+
+Correctness is checked against a direct TensorFlow computation on real Keras
+Applications architectures (random weights); everything else uses a tiny CNN. The
+helpers here (images, transform graph, base models, running the job, reading its
+output) are reused by test_bottleneck_cache_incremental.py and
+test_bottleneck_cache_component.py.
+"""
+
+import functools
+import io
+import json
+import os
+
+import apache_beam as beam
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+from tfx_bsl.public import tfxio
+
+from components.bottleneck_cache import bases, cache, handler, spec, store
+from components.bottleneck_cache import plan as plan_lib
+from components.bottleneck_cache import transform as transform_lib
+from components.image_example_gen import ingest
+from components.image_example_gen.spec import (
+    IMAGE_ID_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    SPLITS,
+)
+from pipeline import model_io
+from pipeline import preprocessing as pp
+
+SIZE = 32
+IMAGE_SPEC = pp.ImageSpec(height=SIZE, width=SIZE)
+
+# (height, width, Pillow mode, format): odd sizes, grey, RGB and RGBA, PNG and JPEG.
+SHAPES = (
+    (5, 7, "RGB", "PNG"),
+    (13, 4, "RGB", "JPEG"),
+    (9, 9, "L", "PNG"),
+    (6, 11, "RGBA", "PNG"),
+    (40, 33, "RGB", "JPEG"),
+    (3, 17, "L", "JPEG"),
+)
+
+
+# --- helpers (also used by the other bottleneck cache tests) ---------------------------
+def make_image(index: int, seed: int = 0) -> bytes:
+    """A distinct noisy image; the shape and format cycle through SHAPES."""
+    height, width, mode, fmt = SHAPES[index % len(SHAPES)]
+    pixels = np.random.default_rng([seed, index]).integers(0, 256, (height, width, 4), np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode)
+    out = io.BytesIO()
+    image.save(out, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def make_record(image: bytes, label: int = 0) -> bytes:
+    """A serialized tf.Example exactly as ImageExampleGen writes it."""
+    image_id = ingest.content_id(image)
+    return ingest.make_example(
+        image, label, f"class{label}", image_id, f"c/{image_id}", 1, 1, "png"
+    )
+
+
+def write_examples(root, splits: dict) -> str:
+    """Writes {split: [serialized record]} in the Examples layout; returns root."""
+    for split, records in splits.items():
+        directory = os.path.join(str(root), f"Split-{split}")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
+        with tf.io.TFRecordWriter(path, "GZIP") as writer:
+            for record in records:
+                writer.write(record)
+    return str(root)
+
+
+def split_images(images: list) -> dict:
+    """{train: records, eval: records}: every third image goes to eval."""
+    records = [make_record(image, i % 2) for i, image in enumerate(images)]
+    return {SPLITS[0]: records[0::3] + records[2::3], SPLITS[1]: records[1::3]}
+
+
+def write_transform(directory, image_spec: pp.ImageSpec = IMAGE_SPEC, scalar: bool = False) -> str:
+    """Exports a transform graph of preprocessing_fn as TFX Transform does; returns its dir.
+
+    The raw features have shape [1] like the checked-in schemas (shape [] when scalar).
+    """
+    shape = [] if scalar else [1]
+    feature_spec = {
+        IMAGE_KEY: tf.io.FixedLenFeature(shape, tf.string),
+        LABEL_KEY: tf.io.FixedLenFeature(shape, tf.int64),
+        IMAGE_ID_KEY: tf.io.FixedLenFeature(shape, tf.string),
+        LABEL_NAME_KEY: tf.io.FixedLenFeature(shape, tf.string),
+    }
+    schema = schema_utils.schema_from_feature_spec(feature_spec)
+    source = tfxio.TFExampleBeamRecord(
+        physical_format="inmem", telemetry_descriptors=["test"], schema=schema
+    )
+    fn = functools.partial(pp.preprocessing_fn, custom_config=image_spec.to_dict())
+    out = str(directory)
+    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
+        with beam.Pipeline() as pipeline:
+            records = (
+                pipeline
+                | "Create" >> beam.Create([make_record(make_image(0))])
+                | "Decode" >> source.BeamSource()
+            )
+            transform_fn = (records, source.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(fn)
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+            _ = dataset_metadata.DatasetMetadata(schema) | "WriteRawMetadata" >> (
+                tft_beam.WriteMetadata(os.path.join(out, "metadata"), pipeline)
+            )
+    return out
+
+
+def tiny_cnn(seed: int = 0) -> keras.Model:
+    """Input 32x32x3 -> conv1 -> bn1 -> relu1 -> conv2 -> gap -> logits."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(3, name="logits")(x)
+    model = keras.Model(inputs, outputs, name="tiny")
+    bn = model.get_layer("bn1")  # non-trivial statistics: inference mode matters
+    bn.moving_mean.assign(np.full(4, 0.3, np.float32))
+    bn.moving_variance.assign(np.full(4, 2.0, np.float32))
+    return model
+
+
+def save_base(model: keras.Model, directory) -> str:
+    """Saves model.keras into a Model artifact-like directory; returns the directory."""
+    model_io.save_keras(model, str(directory))
+    return str(directory)
+
+
+def run_job(examples_root, base_dir, transform_dir, cache_dir, out_dir, **options):
+    """make_plan + the Beam job + write_outputs; returns (plan, counts).
+
+    Options: cut_layer, drop_top_layers, pooling, batch_size, beam_args, run_id.
+    """
+    plan = plan_lib.make_plan(
+        str(base_dir),
+        str(transform_dir),
+        options.get("cut_layer", ""),
+        options.get("drop_top_layers", 0),
+        options.get("pooling", "avg"),
+    )
+    plan_lib.write_namespace_file(str(cache_dir), plan)
+    splits = sorted(os.listdir(examples_root))
+    names = [s.removeprefix("Split-") for s in splits]
+    patterns = {n: os.path.join(examples_root, s, "*") for n, s in zip(names, splits, strict=True)}
+    job = cache.ComputeBottlenecks(
+        patterns,
+        plan,
+        str(cache_dir),
+        options.get("run_id") or plan_lib.new_run_id(),
+        options.get("batch_size", 4),
+    )
+    with beam.Pipeline(argv=options.get("beam_args", [])) as pipeline:
+        cache.write_outputs(pipeline | "ComputeBottlenecks" >> job, str(out_dir), names)
+    return plan, cache.read_counts(str(out_dir))
+
+
+def read_output(out_dir, split: str) -> list:
+    """Parsed output records of one split (tf.train.Example feature maps)."""
+    pattern = os.path.join(str(out_dir), f"Split-{split}", "data_tfrecord-*.gz")
+    files = tf.io.gfile.glob(pattern)
+    assert files, f"no output file matches {pattern}"
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return [tf.train.Example.FromString(r.numpy()).features.feature for r in dataset]
+
+
+def read_vectors(out_dir, splits=SPLITS) -> dict:
+    """{image_id: vector} over the given splits of an output."""
+    vectors = {}
+    for split in splits:
+        for feature in read_output(out_dir, split):
+            image_id = feature[IMAGE_ID_KEY].bytes_list.value[0].decode()
+            vectors[image_id] = np.array(feature[spec.BOTTLENECK_KEY].float_list.value, np.float32)
+    return vectors
+
+
+def direct_vectors(
+    model: keras.Model, layer: str, pooling: str, images: list, image_spec=IMAGE_SPEC
+) -> np.ndarray:
+    """The reference: the layer's output on preprocess_images, pooled, flattened."""
+    output = model.get_layer(layer).output
+    pool = {
+        "avg": keras.layers.GlobalAveragePooling2D(),
+        "max": keras.layers.GlobalMaxPooling2D(),
+        "flatten": keras.layers.Flatten(),
+        "none": None,
+    }[pooling]
+    reference = keras.Model(model.input, pool(output) if pool else output)
+    pixels = image_spec.preprocess(tf.constant(images))
+    out = reference(pixels, training=False).numpy()
+    return out.reshape(len(images), -1)
+
+
+def he_initialize(model: keras.Model, seed: int) -> keras.Model:
+    """Re-draws every kernel with He-normal scale, so deep activations stay O(1).
+
+    Keras' default (Glorot) kernels with inference-mode BatchNormalization make the
+    activations of a deep random network shrink towards 0, where any comparison
+    would pass; with He scaling they keep a magnitude worth comparing.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        shape = tuple(kernel.shape)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            fan_in = shape[0] * shape[1]
+        else:
+            fan_in = int(np.prod(shape[:-1]))
+        kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype(np.float32))
+    return model
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray, tolerance: float = 1e-5) -> None:
+    """max |got - expected| < tolerance, relative to the values' scale when above 1."""
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < tolerance * scale, np.abs(got - expected).max()
+
+
+@pytest.fixture(scope="module")
+def transform_dir(tmp_path_factory):
+    return write_transform(tmp_path_factory.mktemp("transform"))
+
+
+@pytest.fixture(scope="module")
+def scaled_transforms(tmp_path_factory, transform_dir):
+    """scaling -> (ImageSpec, transform dir), exported on first use."""
+    exported = {IMAGE_SPEC.scaling: (IMAGE_SPEC, transform_dir)}
+
+    def get(scaling: str):
+        if scaling not in exported:
+            image_spec = pp.ImageSpec(height=SIZE, width=SIZE, scaling=scaling)
+            directory = tmp_path_factory.mktemp(f"transform_{scaling}")
+            exported[scaling] = (image_spec, write_transform(directory, image_spec))
+        return exported[scaling]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return save_base(tiny_cnn(), tmp_path_factory.mktemp("tiny_base"))
+
+
+# --- (a) correctness on real architectures ----------------------------------------------
+# Each with its own Keras Applications scaling, a cut in the middle and a pooling.
+ARCHITECTURES = [
+    pytest.param(
+        keras.applications.MobileNetV2,
+        "symmetric",
+        {"cut_layer": "block_6_expand_relu"},
+        "avg",
+        id="mobilenetv2",
+    ),
+    pytest.param(
+        keras.applications.EfficientNetB0,
+        "raw",
+        {"cut_layer": "block3b_add"},
+        "max",
+        id="efficientnetb0",
+    ),
+    pytest.param(
+        keras.applications.ResNet50, "caffe", {"drop_top_layers": 45}, "none", id="resnet50"
+    ),
+]
+
+
+@pytest.mark.parametrize("architecture, scaling, cut, pooling", ARCHITECTURES)
+def test_cached_vectors_equal_direct_computation(
+    tmp_path, scaled_transforms, architecture, scaling, cut, pooling
+):
+    image_spec, transform_dir = scaled_transforms(scaling)
+    keras.utils.set_random_seed(1)
+    model = he_initialize(architecture(weights=None, input_shape=(SIZE, SIZE, 3)), seed=1)
+    base_dir = save_base(model, tmp_path / "base")
+    images = [make_image(i) for i in range(7)]
+    examples = write_examples(tmp_path / "examples", split_images(images))
+    plan, counts = run_job(
+        examples,
+        base_dir,
+        transform_dir,
+        tmp_path / "cache",
+        tmp_path / "out",
+        pooling=pooling,
+        batch_size=3,
+        **cut,
+    )
+
+    layer = cut.get("cut_layer") or model.layers[-1 - cut["drop_top_layers"]].name
+    assert plan.cut_layer == layer
+    expected = direct_vectors(model, layer, pooling, images, image_spec)
+    scale = np.abs(expected).max()
+    assert scale > 0.01, scale  # magnitudes worth comparing at 1e-5
+    assert len({row.tobytes() for row in (expected / scale).round(3)}) == len(images)
+    native = model.get_layer(layer).output.shape[1:]
+    assert plan.shape == (tuple(native) if pooling == "none" else (native[-1],))
+    assert counts[spec.PROP_COMPUTED] == len(images) and counts[spec.PROP_FAILED] == 0
+    vectors = read_vectors(tmp_path / "out")
+    assert len(vectors) == len(images)
+    for i, image in enumerate(images):
+        got = vectors[ingest.content_id(image)]
+        assert got.shape == (plan.dim,)
+        assert_close(got, expected[i])
+
+
+def test_output_records_keep_every_input_feature(tmp_path, transform_dir, tiny_base):
+    images = [make_image(i) for i in range(4)]
+    examples = write_examples(tmp_path / "examples", split_images(images))
+    plan, counts = run_job(
+        examples,
+        tiny_base,
+        transform_dir,
+        tmp_path / "cache",
+        tmp_path / "out",
+        cut_layer="relu1",
+        pooling="none",
+    )
+    assert plan.shape == (30, 30, 4) and plan.pooling == "none" and plan.dim == 3600
+    inputs = {ingest.content_id(image): i for i, image in enumerate(images)}
+    for split, records in split_images(images).items():
+        outputs = read_output(tmp_path / "out", split)
+        assert counts[cache.split_count_name(split)] == len(outputs) == len(records)
+        for feature in outputs:
+            image_id = feature[IMAGE_ID_KEY].bytes_list.value[0].decode()
+            index = inputs[image_id]
+            assert feature[IMAGE_KEY].bytes_list.value == [images[index]]
+            assert feature[LABEL_KEY].int64_list.value == [index % 2]
+            assert feature[LABEL_NAME_KEY].bytes_list.value == [b"class%d" % (index % 2)]
+            assert len(feature[spec.BOTTLENECK_KEY].float_list.value) == 3600
+    spatial = direct_vectors(tiny_cnn(), "relu1", "none", images[:1])[0]
+    np.testing.assert_allclose(
+        read_vectors(tmp_path / "out")[ingest.content_id(images[0])], spatial, atol=1e-5
+    )
+
+
+# --- (e) corrupt records ------------------------------------------------------------------
+def test_corrupt_records_are_counted_and_written_not_fatal(tmp_path, transform_dir, tiny_base):
+    good = [make_image(i) for i in range(5)]
+    not_image = make_record(b"this is not an image", label=1)
+    truncated_png = make_record(make_image(0, seed=9)[:40])
+    no_image = tf.train.Example().SerializeToString()
+    not_example = b"\xff\xff\xff\xff not a protocol buffer"
+    records = [make_record(image) for image in good]
+    splits = {
+        SPLITS[0]: [records[0], not_image, records[1], truncated_png, records[2]],
+        SPLITS[1]: [records[3], not_example, records[4], no_image, records[0]],  # a copy
+    }
+    examples = write_examples(tmp_path / "examples", splits)
+    _, counts = run_job(
+        examples,
+        tiny_base,
+        transform_dir,
+        tmp_path / "cache",
+        tmp_path / "out",
+        cut_layer="conv2",
+        batch_size=8,
+    )
+    assert counts[spec.PROP_FAILED] == 4
+    assert counts[spec.PROP_COMPUTED] == 5  # the copy of records[0] is computed once
+    assert counts[cache.split_count_name(SPLITS[0])] == 3
+    assert counts[cache.split_count_name(SPLITS[1])] == 3
+    vectors = read_vectors(tmp_path / "out")
+    expected = direct_vectors(tiny_cnn(), "conv2", "avg", good)
+    for i, image in enumerate(good):
+        np.testing.assert_allclose(vectors[ingest.content_id(image)], expected[i], atol=1e-5)
+
+    failures = cache.read_failures(str(tmp_path / "out"))
+    by_id = {(f["split"], f["image_id"]): f["error"] for f in failures}
+    assert len(failures) == 4
+    not_image_id = ingest.content_id(b"this is not an image")
+    assert "Unknown image file format" in by_id[(SPLITS[0], not_image_id)]
+    assert "PNG" in by_id[(SPLITS[0], ingest.content_id(make_image(0, seed=9)[:40]))]
+    errors = sorted(f["error"] for f in failures if f["split"] == SPLITS[1])
+    assert any("not a tf.Example" in e for e in errors)
+    assert any("no single non-empty 'image'" in e for e in errors)
+    with open(tmp_path / "out" / spec.FAILED_FILE) as f:
+        assert [json.loads(line) for line in f] == failures
+
+    # Failures are not cached: a rerun fails them again and reuses the good vectors.
+    _, again = run_job(
+        examples,
+        tiny_base,
+        transform_dir,
+        tmp_path / "cache",
+        tmp_path / "out2",
+        cut_layer="conv2",
+        batch_size=8,
+    )
+    assert (again[spec.PROP_COMPUTED], again[spec.PROP_REUSED], again[spec.PROP_FAILED]) == (
+        0,
+        5,
+        4,
+    )
+
+
+def test_handler_falls_back_to_one_by_one_on_a_bad_batch(transform_dir, tiny_base):
+    plan = plan_lib.make_plan(tiny_base, transform_dir, cut_layer="relu1")
+    model_handler = handler.BottleneckModelHandler(plan, batch_size=3)
+    assert model_handler.batch_elements_kwargs() == {"min_batch_size": 3, "max_batch_size": 3}
+    extractor = model_handler.load_model()
+    batch = [("a", make_image(1)), ("b", b"garbage"), ("c", make_image(2))]
+    results = list(model_handler.run_inference(batch, extractor))
+    assert [r.example for r in results] == ["a", "b", "c"]
+    assert isinstance(results[1].inference, handler.InferenceFailure)
+    assert "Unknown image file format" in results[1].inference.error
+    expected = direct_vectors(tiny_cnn(), "relu1", "avg", [make_image(1), make_image(2)])
+    np.testing.assert_allclose(results[0].inference, expected[0], atol=1e-5)
+    np.testing.assert_allclose(results[2].inference, expected[1], atol=1e-5)
+    whole = list(model_handler.run_inference(batch[::2], extractor))
+    np.testing.assert_array_equal(whole[1].inference, results[2].inference)
+
+
+# --- (f) cut resolution and argument errors ----------------------------------------------
+def test_unknown_cut_layer_lists_the_valid_names(transform_dir, tiny_base):
+    with pytest.raises(ValueError, match=r"cut_layer 'conv9' is not a layer .*'relu1', 'conv2'"):
+        plan_lib.make_plan(tiny_base, transform_dir, cut_layer="conv9")
+
+
+def test_drop_top_layers_resolves_and_checks_its_range(transform_dir, tiny_base):
+    model = tiny_cnn()  # image, conv1, bn1, relu1, conv2, gap, logits
+    assert bases.resolve_cut_layer(model, drop_top_layers=0) == "logits"
+    assert bases.resolve_cut_layer(model, drop_top_layers=2) == "conv2"
+    assert bases.resolve_cut_layer(model, drop_top_layers=5) == "conv1"
+    for bad in (6, -1, 99):
+        with pytest.raises(ValueError, match=r"drop_top_layers must be between 0 and 5 .*'tiny'"):
+            bases.resolve_cut_layer(model, drop_top_layers=bad)
+    with pytest.raises(ValueError, match="drop_top_layers must be between 0 and 5"):
+        plan_lib.make_plan(tiny_base, transform_dir, drop_top_layers=6)
+    with pytest.raises(ValueError, match="set cut_layer or drop_top_layers, not both"):
+        bases.resolve_cut_layer(model, "conv1", 2)
+    plan = plan_lib.make_plan(tiny_base, transform_dir, drop_top_layers=1)
+    assert (plan.cut_layer, plan.pooling, plan.shape) == ("gap", "none", (6,))
+    extractor = bases.build_extractor(bases.cut_model(model, "relu1"), "max")
+    assert not extractor.trainable and not extractor.trainable_weights
+    assert extractor.output_shape == (None, 4)
+    assert model.get_layer("conv1").trainable is False  # shared layers: the cut is frozen
+
+
+def test_missing_base_model_names_what_was_looked_for(tmp_path, transform_dir):
+    empty = tmp_path / "empty_model_dir"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"looked for {empty}/model.keras"):
+        bases.load_base(str(empty))
+    with pytest.raises(FileNotFoundError, match=f"no Keras model at {tmp_path}/nowhere"):
+        plan_lib.make_plan(str(tmp_path / "nowhere"), transform_dir)
+
+
+def test_base_input_must_match_the_transform_output(tmp_path, transform_dir):
+    inputs = keras.Input((16, 16, 3))
+    small = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs), name="small")
+    base = save_base(small, tmp_path / "small")
+    with pytest.raises(ValueError, match=r"expects images of shape \(16, 16, 3\).*\(32, 32, 3\)"):
+        plan_lib.make_plan(base, transform_dir)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"cache_dir": " "}, "cache_dir must be a non-empty folder path"),
+        ({"cut_layer": None}, "cut_layer must be a layer name"),
+        ({"drop_top_layers": -1}, "drop_top_layers must be an integer >= 0"),
+        ({"drop_top_layers": True}, "drop_top_layers must be an integer >= 0"),
+        ({"cut_layer": "a", "drop_top_layers": 1}, "set cut_layer or drop_top_layers, not both"),
+        ({"pooling": "mean"}, r"pooling must be one of \['avg', 'max', 'flatten', 'none'\]"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ],
+)
+def test_validate_parameters_names_argument_and_allowed_values(arguments, message):
+    values = {
+        "cut_layer": "",
+        "drop_top_layers": 0,
+        "pooling": "avg",
+        "batch_size": 8,
+        "cache_dir": "/tmp/cache",
+        **arguments,
+    }
+    with pytest.raises(ValueError, match=message):
+        plan_lib.validate_parameters(**values)
+
+
+# --- fingerprints --------------------------------------------------------------------------
+def test_base_fingerprint_follows_weights_and_cut_not_saving(tmp_path):
+    model = tiny_cnn()
+    first = bases.fingerprint(bases.cut_model(model, "relu1"))
+    assert len(first) == 64
+    reloaded = bases.load_base(save_base(model, tmp_path / "a"))
+    assert bases.fingerprint(bases.cut_model(reloaded, "relu1")) == first
+    resaved = bases.load_base(save_base(reloaded, tmp_path / "b"))
+    frozen = bases.cut_model(resaved, "relu1")
+    bases.build_extractor(frozen, "avg")  # sets trainable=False on its layers
+    assert bases.fingerprint(frozen) == first
+    assert bases.fingerprint(bases.cut_model(model, "conv2")) != first
+    # Weights of layers above the cut do not matter; those below do.
+    model.get_layer("logits").kernel.assign(np.zeros((6, 3), np.float32))
+    assert bases.fingerprint(bases.cut_model(model, "relu1")) == first
+    kernel = model.get_layer("conv1").kernel
+    kernel.assign(kernel.numpy() + 1e-6)
+    assert bases.fingerprint(bases.cut_model(model, "relu1")) != first
+
+
+def test_transform_fingerprint_is_behavioural(tmp_path, transform_dir):
+    same_fp, probes = transform_lib.transform_fingerprint(
+        transform_lib.load_image_transform(transform_dir)
+    )
+    assert probes.shape == (6, SIZE, SIZE, 3)
+    np.testing.assert_allclose(
+        probes, IMAGE_SPEC.preprocess(tf.constant(transform_lib.probe_images())), atol=1e-6
+    )
+    # Another export of the same preprocessing (scalar raw features: another graph).
+    other_export = write_transform(tmp_path / "scalar", scalar=True)
+    with open(os.path.join(other_export, "transform_fn", "saved_model.pb"), "rb") as f:
+        other_bytes = f.read()
+    with open(os.path.join(transform_dir, "transform_fn", "saved_model.pb"), "rb") as f:
+        assert f.read() != other_bytes
+    fp, _ = transform_lib.transform_fingerprint(transform_lib.load_image_transform(other_export))
+    assert fp == same_fp
+    assert transform_lib.probe_images() == transform_lib.probe_images()
+
+
+def test_shard_reader_rejects_truncated_and_foreign_files(tmp_path):
+    good = tmp_path / "entries-good-00000-of-00001.tfrecord.gz"
+    with tf.io.TFRecordWriter(str(good), "GZIP") as writer:
+        for i in range(50):
+            writer.write(store.encode_entry(f"id{i}", np.arange(6, dtype=np.float32) + i))
+    entries = store.read_shard(str(good), 6)
+    assert [e[0] for e in entries] == [f"id{i}" for i in range(50)]
+    np.testing.assert_array_equal(entries[7][1], np.arange(6) + 7)
+    data = good.read_bytes()
+    truncated = tmp_path / "entries-cut-00000-of-00001.tfrecord.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(tf.errors.OpError):
+        store.read_shard(str(truncated), 6)
+    with pytest.raises(ValueError, match="6 floats"):
+        store.read_shard(str(good), 5)
+    garbage = tmp_path / "entries-garbage-00000-of-00001.tfrecord.gz"
+    garbage.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(tf.errors.OpError):
+        store.read_shard(str(garbage), 6)
+
+
+def test_only_complete_shards_match_the_glob(tmp_path):
+    namespace = tmp_path / "ns"
+    temp_dir = namespace / "beam-temp-entries-run1-0123abcd"
+    temp_dir.mkdir(parents=True)
+    for path in (
+        temp_dir / "5f1e.entries-run1.tfrecord.gz",  # what Beam writes before finalize
+        namespace / "namespace.json",
+        namespace / ".namespace.json.abc.tmp",
+        namespace / "entries-run1-00000-of-00001.tfrecord.gz",
+    ):
+        path.write_bytes(b"")
+    complete = [str(namespace / "entries-run1-00000-of-00001.tfrecord.gz")]
+    pattern = store.shard_pattern(str(namespace))
+    assert tf.io.gfile.glob(pattern) == complete
+    (matched,) = FileSystems.match([pattern])  # what ReadCacheEntries's MatchFiles uses
+    assert [metadata.path for metadata in matched.metadata_list] == complete
+    assert store.shard_prefix(str(namespace), "run2") == str(namespace / "entries-run2")
+
+
+def test_error_text_keeps_the_line_that_says_what_went_wrong():
+    wrapped = (
+        "Graph execution error:\n\nDetected at node map/while/DecodeImage defined at (most "
+        "recent call last):\n<stack traces unavailable>\nInvalid PNG. Failed to initialize "
+        "decoder.\n\t [[{{node map/while/DecodeImage}}]] [Op:__inference__compute_960]"
+    )
+    error = tf.errors.InvalidArgumentError(None, None, wrapped)
+    assert handler.error_text(error) == "Invalid PNG. Failed to initialize decoder."
+    eager = "{{function_node __inference_f_1}} Unknown image file format.\n\t [[{{node x}}]]"
+    assert handler.error_text(tf.errors.InvalidArgumentError(None, None, eager)) == (
+        "Unknown image file format."
+    )

@@ -1,0 +1,134 @@
+"""Tests of the persistent cache across runs: incremental reuse and invalidation.
+
+A rerun with the same inputs computes nothing; new images are the only ones computed;
+a changed base (weights or cut), pooling or preprocessing gets a new namespace and
+recomputes everything; re-saving the same base or re-exporting the same
+preprocessing does not. Helpers come from test_bottleneck_cache_core.py.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.bottleneck_cache import plan as plan_lib
+from components.bottleneck_cache import spec, store
+from components.bottleneck_cache import transform as transform_lib
+from pipeline import preprocessing as pp
+from tests.test_bottleneck_cache_core import (
+    IMAGE_SPEC,
+    SIZE,
+    make_image,
+    read_vectors,
+    run_job,
+    save_base,
+    split_images,
+    tiny_cnn,
+    write_examples,
+    write_transform,
+)
+
+
+@pytest.fixture(scope="module")
+def transform_dir(tmp_path_factory):
+    return write_transform(tmp_path_factory.mktemp("transform"))
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return save_base(tiny_cnn(), tmp_path_factory.mktemp("tiny_base"))
+
+
+def shard_files(cache_dir, plan) -> list:
+    return sorted(tf.io.gfile.glob(store.shard_pattern(plan.namespace_dir(str(cache_dir)))))
+
+
+def counts_of(counts: dict) -> tuple:
+    return counts[spec.PROP_COMPUTED], counts[spec.PROP_REUSED], counts[spec.PROP_FAILED]
+
+
+def test_incremental_runs_compute_only_new_images(tmp_path, transform_dir, tiny_base):
+    images = [make_image(i, seed=3) for i in range(20)]
+    cache_dir = tmp_path / "cache"
+
+    def run(name, batch):
+        examples = write_examples(tmp_path / f"examples_{name}", split_images(batch))
+        plan, counts = run_job(
+            examples, tiny_base, transform_dir, cache_dir, tmp_path / name, cut_layer="relu1"
+        )
+        return plan, counts, read_vectors(tmp_path / name)
+
+    plan, counts, first = run("first", images)
+    assert counts_of(counts) == (20, 0, 0)
+    assert len(first) == 20 and len(shard_files(cache_dir, plan)) == 1
+
+    grown = images + [make_image(i, seed=4) for i in range(2)]  # 10% new images
+    _, counts, second = run("second", grown)
+    assert counts_of(counts) == (2, 20, 0)
+    assert counts["train_examples"] + counts["eval_examples"] == 22
+    assert len(shard_files(cache_dir, plan)) == 2
+    for image_id, vector in first.items():
+        np.testing.assert_array_equal(second[image_id], vector)
+
+    _, counts, third = run("third", grown)
+    assert counts_of(counts) == (0, 22, 0)
+    assert len(shard_files(cache_dir, plan)) == 2  # an empty shard is not kept
+    assert third.keys() == second.keys()
+    for image_id, vector in second.items():
+        np.testing.assert_array_equal(third[image_id], vector)
+
+    with open(os.path.join(plan.namespace_dir(str(cache_dir)), plan_lib.NAMESPACE_FILE)) as f:
+        described = f.read()
+    for value in (plan.base_fingerprint, plan.transform_fingerprint, '"relu1"', '"avg"'):
+        assert value in described
+
+
+def test_changes_invalidate_exactly_what_they_must(tmp_path, transform_dir, tiny_base):
+    images = [make_image(i, seed=5) for i in range(6)]
+    examples = write_examples(tmp_path / "examples", split_images(images))
+    cache_dir = tmp_path / "cache"
+    runs = iter(range(100))
+
+    def run(base=tiny_base, transform=transform_dir, **options):
+        options.setdefault("cut_layer", "relu1")
+        out = tmp_path / f"out{next(runs)}"
+        plan, counts = run_job(examples, base, transform, cache_dir, out, **options)
+        return plan.namespace, counts_of(counts)
+
+    namespace, counts = run()
+    assert counts == (6, 0, 0)
+    assert run() == (namespace, (0, 6, 0))  # nothing changed
+
+    changed = [
+        run(cut_layer="conv2"),
+        run(pooling="max"),
+        run(base=save_base(tiny_cnn(seed=1), tmp_path / "other_weights")),
+        run(transform=write_transform(tmp_path / "unit", pp.ImageSpec(SIZE, SIZE, scaling="unit"))),
+    ]
+    for new_namespace, new_counts in changed:
+        assert new_counts == (6, 0, 0)
+        assert new_namespace != namespace
+    assert len({n for n, _ in changed}) == len(changed)
+
+    # The same content under other artifact uris: the cache still applies.
+    resaved = save_base(tiny_cnn(seed=0), tmp_path / "same_weights_again")
+    assert run(base=resaved) == (namespace, (0, 6, 0))
+    reexported = write_transform(tmp_path / "scalar", IMAGE_SPEC, scalar=True)
+    assert run(transform=reexported) == (namespace, (0, 6, 0))
+    assert sorted(os.listdir(cache_dir)) == sorted({namespace, *(n for n, _ in changed)})
+
+
+def test_transform_fingerprint_follows_every_preprocessing_choice(tmp_path, transform_dir):
+    def fingerprint(directory):
+        return transform_lib.transform_fingerprint(transform_lib.load_image_transform(directory))[0]
+
+    variants = {
+        "default": transform_dir,
+        "area": write_transform(tmp_path / "a", pp.ImageSpec(SIZE, SIZE, resize_method="area")),
+        "pad": write_transform(tmp_path / "p", pp.ImageSpec(SIZE, SIZE, resize_mode="pad")),
+        "caffe": write_transform(tmp_path / "c", pp.ImageSpec(SIZE, SIZE, scaling="caffe")),
+        "size": write_transform(tmp_path / "s", pp.ImageSpec(SIZE, SIZE + 8)),
+    }
+    fingerprints = {name: fingerprint(directory) for name, directory in variants.items()}
+    assert len(set(fingerprints.values())) == len(variants), fingerprints
