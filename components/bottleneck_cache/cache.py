@@ -51,6 +51,7 @@ from components.bottleneck_cache.handler import (
 )
 from components.bottleneck_cache.plan import CachePlan, join
 from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY
+from components.tally import TallyFn
 
 FAILED_OUTPUT = "failed"
 COUNTS_OUTPUT = "counts"
@@ -205,30 +206,6 @@ class _AttachNewDoFn(beam.DoFn):
                 )
 
 
-class _TallyFn(beam.CombineFn):
-    """Sums dicts of counts; the result has every name in `names` (0 when absent)."""
-
-    def __init__(self, names: Sequence[str]):
-        self._names = tuple(names)
-
-    def create_accumulator(self) -> dict:
-        return dict.fromkeys(self._names, 0)
-
-    def add_input(self, accumulator: dict, tally: dict) -> dict:
-        for name, value in tally.items():
-            accumulator[name] += value
-        return accumulator
-
-    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
-        merged = self.create_accumulator()
-        for accumulator in accumulators:
-            self.add_input(merged, accumulator)
-        return merged
-
-    def extract_output(self, accumulator: dict) -> dict:
-        return accumulator
-
-
 class ComputeBottlenecks(beam.PTransform):
     """Examples of every split -> the same examples with their bottleneck vectors.
 
@@ -345,7 +322,7 @@ def _count(computed, reused, failed, skipped, finished, splits) -> beam.PCollect
     return (
         tallies
         | "FlattenTallies" >> beam.Flatten()
-        | "SumTallies" >> beam.CombineGlobally(_TallyFn(names))
+        | "SumTallies" >> beam.CombineGlobally(TallyFn(names))
     )
 
 

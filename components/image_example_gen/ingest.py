@@ -42,6 +42,7 @@ from components.image_example_gen.listing import (
     quarantine_record,
     read_file,
 )
+from components.tally import TallyFn
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -242,30 +243,6 @@ class _ResolveCopiesDoFn(beam.DoFn):
             yield kept
 
 
-class _TallyFn(beam.CombineFn):
-    """Sums dicts of counts; the result always has every count name (0 when empty)."""
-
-    def __init__(self, names: Sequence[str]):
-        self._names = tuple(names)
-
-    def create_accumulator(self) -> dict:
-        return dict.fromkeys(self._names, 0)
-
-    def add_input(self, accumulator: dict, tally: dict) -> dict:
-        for name, value in tally.items():
-            accumulator[name] += value
-        return accumulator
-
-    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
-        merged = self.create_accumulator()
-        for accumulator in accumulators:
-            self.add_input(merged, accumulator)
-        return merged
-
-    def extract_output(self, accumulator: dict) -> dict:
-        return accumulator
-
-
 class _ClassCountFn(beam.CombineFn):
     """(class, split) pairs -> {class: {split: n}}, with 0 for every class and split."""
 
@@ -401,5 +378,5 @@ def _tally(entries, escaped, quarantine, duplicates, with_split) -> beam.PCollec
             with_split | "TallyIngested" >> beam.Map(_image_tally),
         )
         | "FlattenTallies" >> beam.Flatten()
-        | "SumTallies" >> beam.CombineGlobally(_TallyFn(names))
+        | "SumTallies" >> beam.CombineGlobally(TallyFn(names))
     )
