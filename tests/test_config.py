@@ -131,9 +131,13 @@ def test_base_model_section_is_optional_and_validated():
     [
         (
             {"kind": "hub"},
-            "base_model.kind: 'hub' is not allowed; choose one of: keras_application, builtin, file",
+            "base_model.kind: 'hub' is not allowed; choose one of: "
+            "keras_application, builtin, file",
         ),
-        ({"kind": "keras_application"}, "is not a Keras Applications architecture (required for kind keras_application)"),
+        (
+            {"kind": "keras_application"},
+            "is not a Keras Applications architecture (required for kind keras_application)",
+        ),
         (
             {"kind": "keras_application", "name": "ResNet9"},
             "base_model.name: 'ResNet9' is not allowed; choose one of: MobileNetV2",
