@@ -5,7 +5,7 @@ model, and printed as ratios (not a timed test: absolute numbers depend on the
 machine, the ratios much less)::
 
     python -m bench.bottleneck_bench [--images 256] [--size 224] [--batch-size 32] \
-        [--out snippet.md] [--multiprocessing] [--no-memory] [--workdir DIR]
+        [--out snippet.md] [--no-multiprocessing] [--no-memory] [--workdir DIR]
 
 Inputs, built the way the pipeline builds them:
 
@@ -23,8 +23,8 @@ Figures (see docs/PERFORMANCE.md for what each timing includes):
 1. BottleneckCache ``Executor.Do`` end to end (cold cache, DirectRunner in-memory)
    images/s over plain Keras images/s (``preprocess_images`` + frozen extractor in one
    tf.function, same batch size, same images held in memory); target >= 0.85. Also,
-   for information, the multi_processing DirectRunner (2 workers; only with
-   --multiprocessing: it takes about 3 minutes on 2 cores), and the marginal
+   for information, the multi_processing DirectRunner (2 workers; about a minute on 2
+   idle cores, skip it with --no-multiprocessing), and the marginal
    throughput from the two fresh-process runs of figure 4 (extra images / extra time,
    i.e. without the job's fixed costs).
 2. One head-training epoch (Dense softmax, 10 classes, Keras fit, batch size as given)
@@ -607,7 +607,7 @@ def run(args, work: str) -> dict:
     r = measure_throughput(args, setup)
     r.update(measure_epochs(args, setup, r["cold_output"], r["cold_s"]))
     r.update(measure_incremental(args, setup, r["cold_s"]))
-    if args.multiprocessing:
+    if not args.no_multiprocessing:
         r.update(measure_multiprocessing(setup, r["keras_ips"]))
     if not args.no_memory:
         r.update(measure_memory(args, setup))
@@ -622,9 +622,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", help="also write the table and details (markdown) here")
     parser.add_argument("--workdir", help="keep the artifacts here (default: a temp dir)")
     parser.add_argument(
-        "--multiprocessing",
+        "--no-multiprocessing",
         action="store_true",
-        help="also time DirectRunner multi_processing with 2 workers (about 3 min more)",
+        help="skip figure 1b (DirectRunner multi_processing, 2 workers: about 1 min)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip figure 4 (and 1c)")
     parser.add_argument("--cache-job", help=argparse.SUPPRESS)  # internal: memory child
