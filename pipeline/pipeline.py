@@ -27,6 +27,14 @@ from pipeline.trainer_config import MODE_FULL, TrainerConfig
 PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
 RUN_FN = "pipeline.trainer.run_fn"
 
+# Values a runner may supply at run time instead of the config's (the Kubeflow compile
+# passes RuntimeParameters under these names; local runs pass none): the image folder,
+# the Trainer's custom_config (JSON: epochs and the rest) and Pusher's PushDestination.
+RUNTIME_DATA_ROOT = "data_root"
+RUNTIME_TRAINER_CONFIG = "trainer_config"
+RUNTIME_PUSH_DESTINATION = "push_destination"
+RUNTIME_NAMES = (RUNTIME_DATA_ROOT, RUNTIME_TRAINER_CONFIG, RUNTIME_PUSH_DESTINATION)
+
 
 def trainer_config(config: PipelineConfig) -> TrainerConfig:
     """The Trainer's custom_config, from the pipeline config's base_model and training."""
@@ -85,11 +93,38 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def create_components(config: PipelineConfig) -> list:
-    """Returns the pipeline's components, wired, in topological order."""
+def push_destination(config: PipelineConfig) -> tfx.proto.PushDestination:
+    """Pusher's destination: <serving root>/<model_name>/ (Pusher adds <version>/)."""
+    return tfx.proto.PushDestination(
+        filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=os.path.join(config.serving.root, config.serving.model_name)
+        )
+    )
+
+
+def create_components(
+    config: PipelineConfig, runtime_parameters=None, resolve_baseline: bool = True
+) -> list:
+    """Returns the pipeline's components, wired, in topological order.
+
+    Args:
+      config: the validated pipeline config.
+      runtime_parameters: optional mapping from the RUNTIME_* names to values (such as
+        tfx.dsl.experimental.RuntimeParameter) that replace the config's.
+      resolve_baseline: False leaves out the resolver of the last blessed model, so
+        Evaluator checks the absolute floor only (open-source Kubeflow Pipelines
+        cannot run resolver nodes).
+    """
+    runtime = dict(runtime_parameters or {})
+    unknown = sorted(set(runtime) - set(RUNTIME_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown runtime parameter(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(RUNTIME_NAMES)}"
+        )
     # Image folders -> train/eval tf.Examples, class vocabulary, quarantine report.
     example_gen = ImageExampleGen(
-        input_base=config.data.root,
+        input_base=runtime.get(RUNTIME_DATA_ROOT, config.data.root),
         train_ratio=config.data.train_ratio,
         max_pixels=config.data.max_pixels,
         max_side=config.data.max_side,
@@ -172,19 +207,21 @@ def create_components(config: PipelineConfig) -> list:
         base_model=base_channel,
         train_args=tfx.proto.TrainArgs(),
         eval_args=tfx.proto.EvalArgs(),
-        custom_config=trainer_config(config).to_dict(),
+        custom_config=runtime.get(RUNTIME_TRAINER_CONFIG, trainer_config(config).to_dict()),
     )
     # The model now in service, to compare against.
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    baseline = None
+    if resolve_baseline:
+        baseline = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
     # TFMA on the raw eval images through the exported signature: the gate.
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
+        baseline_model=baseline.outputs["model"] if baseline else None,
         eval_config=eval_config(config),
     )
     # Only a blessed model reaches <serving root>/<model_name>/<version>/, and a model
@@ -192,11 +229,7 @@ def create_components(config: PipelineConfig) -> list:
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.join(config.serving.root, config.serving.model_name)
-            )
-        ),
+        push_destination=runtime.get(RUNTIME_PUSH_DESTINATION, push_destination(config)),
         custom_executor_spec=executor_spec.ExecutorClassSpec(IdempotentPusherExecutor),
     )
     return components + [
@@ -204,7 +237,7 @@ def create_components(config: PipelineConfig) -> list:
         *source_components,
         bottleneck_cache,
         trainer,
-        baseline,
+        *([baseline] if baseline else []),
         evaluator,
         pusher,
     ]
@@ -249,6 +282,8 @@ def _source_task(config: PipelineConfig, base_channel) -> list:
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config=None,
+    runtime_parameters=None,
+    resolve_baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline for a validated config.
 
@@ -256,6 +291,10 @@ def create_pipeline(
       config: the validated pipeline config.
       metadata_connection_config: ML Metadata connection; None lets the runner
         choose (Kubeflow supplies its own).
+      runtime_parameters: optional values supplied at run time instead of the
+        config's, by the RUNTIME_* names (see create_components).
+      resolve_baseline: False: no comparison with the last blessed model (see
+        create_components).
 
     Returns:
       The logical pipeline, ready for a runner.
@@ -263,7 +302,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_dir,
-        components=create_components(config),
+        components=create_components(config, runtime_parameters, resolve_baseline),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_pipeline_args),
