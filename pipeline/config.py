@@ -23,11 +23,15 @@ import yaml
 
 from components.base_model_gen import spec as base_spec
 from components.bottleneck_cache import spec as cache_spec
+from components.layerwise_pretrainer import spec as layerwise_spec
 from pipeline import preprocessing
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of its allowed range."""
+
+
+KIND_LAYERWISE = "layerwise_pretrain"
 
 
 def _choice(*allowed: str) -> dict[str, Any]:
@@ -98,12 +102,49 @@ class SourceTaskConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConvBlockConfig:
+    """One convolutional block of a layer-wise pretrained encoder."""
+
+    filters: int = dataclasses.field(metadata=_range(1, 4096))
+    kernel: int = dataclasses.field(default=3, metadata=_range(1, 15))
+    # Max pooling window after the conv; 1: no pooling.
+    pool: int = dataclasses.field(default=2, metadata=_range(1, 8))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerwiseConfig:
+    """Greedy layer-wise autoencoder pretraining of the base (kind layerwise_pretrain)."""
+
+    # A folder of unlabelled images (any layout); empty: the target's own images, with
+    # their labels ignored (its train split only, usually far fewer images).
+    data_root: str = dataclasses.field(default="", metadata=_path())
+    # Share of those images trained on; the rest give a held-out reconstruction loss.
+    train_ratio: float = dataclasses.field(default=0.9, metadata=_range(0.0, 1.0, exclusive=True))
+    # The encoder stack, lowest first: conv blocks, then dense layers.
+    conv_blocks: tuple[ConvBlockConfig, ...] = ()
+    dense_units: tuple[int, ...] = ()
+    epochs_per_layer: int = dataclasses.field(default=10, metadata=_range(1))
+    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+    learning_rate: float = dataclasses.field(
+        default=1e-3, metadata=_range(0.0, 1.0, exclusive=True)
+    )
+    # Denoising: corrupt each autoencoder's input (gaussian: stddev; masking: the
+    # probability of zeroing a value) and reconstruct the clean one.
+    noise: str = dataclasses.field(default="gaussian", metadata=_choice(*layerwise_spec.NOISES))
+    noise_level: float = dataclasses.field(default=0.1, metadata=_range(0.0, 0.95))
+
+    def conv_block_dicts(self) -> list[dict[str, int]]:
+        return [dataclasses.asdict(block) for block in self.conv_blocks]
+
+
+@dataclasses.dataclass(frozen=True)
 class BaseModelConfig:
     """The pretrained network whose lower layers are reused, and where to cut it."""
 
     # keras_application: an architecture by name; builtin: a small architecture of this
-    # project (small_cnn); file: a user's .keras/.h5 model.
-    kind: str = dataclasses.field(metadata=_choice(*base_spec.KINDS))
+    # project (small_cnn); file: a user's .keras/.h5 model; layerwise_pretrain: an
+    # encoder trained without labels inside the pipeline (the `layerwise` section).
+    kind: str = dataclasses.field(metadata=_choice(*base_spec.KINDS, KIND_LAYERWISE))
     name: str = dataclasses.field(
         default="", metadata=_choice(*base_spec.APPLICATIONS, *base_spec.BUILTINS)
     )
@@ -120,6 +161,8 @@ class BaseModelConfig:
     pooling: str = dataclasses.field(default="avg", metadata=_choice(*cache_spec.POOLINGS))
     # Optional: train the base on a labelled source task first (inside the pipeline).
     source_task: SourceTaskConfig | None = None
+    # Required for kind layerwise_pretrain.
+    layerwise: LayerwiseConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +349,14 @@ def _build(cls: type, raw: Any, prefix: str, base_dir: str) -> Any:
         if dataclasses.is_dataclass(type_):
             values[name] = _build(type_, raw[name], dotted, base_dir)
             continue
+        item = typing.get_args(type_)[0] if typing.get_origin(type_) is tuple else None
+        if dataclasses.is_dataclass(item):
+            if not isinstance(raw[name], list):
+                raise ConfigError(f"{dotted}: expected a list of mappings, got {raw[name]!r}")
+            values[name] = tuple(
+                _build(item, entry, f"{dotted}[{i}]", base_dir) for i, entry in enumerate(raw[name])
+            )
+            continue
         value = _check_scalar(dotted, raw[name], type_)
         _check_metadata(dotted, value, field.metadata)
         if field.metadata.get("path"):
@@ -363,6 +414,22 @@ def _check_base_model(base: BaseModelConfig, image: ImageConfig) -> None:
             )
     if base.kind == base_spec.KIND_FILE and not base.path:
         raise ConfigError("base_model.path: required for kind file (a .keras or .h5 file)")
+    if base.kind == KIND_LAYERWISE:
+        if base.layerwise is None or not (base.layerwise.conv_blocks or base.layerwise.dense_units):
+            raise ConfigError(
+                "base_model.layerwise: required for kind layerwise_pretrain, with at least one "
+                "of conv_blocks (e.g. [{filters: 32}, {filters: 64}]) or dense_units (e.g. [256])"
+            )
+        if base.source_task is not None:
+            raise ConfigError(
+                "base_model: source_task and kind layerwise_pretrain exclude each other (the "
+                "layer-wise encoder is trained without labels); remove one"
+            )
+    elif base.layerwise is not None:
+        raise ConfigError(
+            f"base_model.layerwise: only used with kind layerwise_pretrain, not {base.kind!r}; "
+            "remove the section or set kind: layerwise_pretrain"
+        )
     if base.cut_layer and base.drop_top_layers:
         raise ConfigError(
             "base_model: set cut_layer or drop_top_layers, not both "

@@ -18,8 +18,9 @@ from components.base_model_gen.component import BaseModelGen
 from components.bottleneck_cache.component import BottleneckCache
 from components.idempotent_pusher.executor import Executor as IdempotentPusherExecutor
 from components.image_example_gen.component import ImageExampleGen
+from components.layerwise_pretrainer.component import LayerwisePretrainer
 from pipeline import model_io
-from pipeline.config import PipelineConfig
+from pipeline.config import KIND_LAYERWISE, PipelineConfig
 from pipeline.trainer_config import MODE_FULL, TrainerConfig
 
 # Transform calls this function by its dotted path: no user-module wheel is built, and
@@ -165,21 +166,25 @@ def create_components(
         return components
 
     base = config.base_model
-    # The base network as a Model artifact (model.keras), whatever its source.
-    base_model_gen = BaseModelGen(
-        kind=base.kind,
-        height=config.image.height,
-        width=config.image.width,
-        name=base.name,
-        weights=base.weights,
-        path=base.path,
-        seed=base.seed,
-    )
-    base_channel = base_model_gen.outputs["model"]
-    source_components = []
-    if base.source_task is not None:
-        source_components = _source_task(config, base_channel)
-        base_channel = source_components[-1].outputs["model"]
+    if base.kind == KIND_LAYERWISE:
+        # No pretrained network: an encoder trained without labels, layer by layer.
+        base_components = _layerwise(config, example_gen, transform)
+    else:
+        # The base network as a Model artifact (model.keras), whatever its source.
+        base_components = [
+            BaseModelGen(
+                kind=base.kind,
+                height=config.image.height,
+                width=config.image.width,
+                name=base.name,
+                weights=base.weights,
+                path=base.path,
+                seed=base.seed,
+            )
+        ]
+        if base.source_task is not None:
+            base_components += _source_task(config, base_components[0].outputs["model"])
+    base_channel = base_components[-1].outputs["model"]
     # Frozen layers over every image once: content-addressed, incremental, persistent
     # across runs under cache_dir; outputs Examples carrying the bottleneck vectors.
     bottleneck_cache = BottleneckCache(
@@ -233,14 +238,49 @@ def create_components(
         custom_executor_spec=executor_spec.ExecutorClassSpec(IdempotentPusherExecutor),
     )
     return components + [
-        base_model_gen,
-        *source_components,
+        *base_components,
         bottleneck_cache,
         trainer,
         *([baseline] if baseline else []),
         evaluator,
         pusher,
     ]
+
+
+def _layerwise(config: PipelineConfig, example_gen, transform) -> list:
+    """Components that pretrain the base without labels (greedy layer-wise autoencoders).
+
+    The images come from base_model.layerwise.data_root (an unlabelled folder, with its
+    own ImageExampleGen) or, when that is empty, from the target's examples with their
+    labels ignored. Either way they go through the target's Transform graph: the
+    encoder learns on exactly the pixels it will later see.
+    """
+    layerwise = config.base_model.layerwise
+    components = []
+    examples = example_gen.outputs["examples"]
+    if layerwise.data_root:
+        unlabelled_gen = ImageExampleGen(
+            input_base=layerwise.data_root,
+            train_ratio=layerwise.train_ratio,
+            max_pixels=config.data.max_pixels,
+            max_side=config.data.max_side,
+            labelled=False,
+        ).with_id("UnlabelledExampleGen")
+        components.append(unlabelled_gen)
+        examples = unlabelled_gen.outputs["examples"]
+    pretrainer = LayerwisePretrainer(
+        examples=examples,
+        transform_graph=transform.outputs["transform_graph"],
+        conv_blocks=layerwise.conv_block_dicts(),
+        dense_units=layerwise.dense_units,
+        epochs_per_layer=layerwise.epochs_per_layer,
+        batch_size=layerwise.batch_size,
+        learning_rate=layerwise.learning_rate,
+        noise=layerwise.noise,
+        noise_level=layerwise.noise_level,
+        seed=config.base_model.seed,
+    )
+    return [*components, pretrainer]
 
 
 def _source_task(config: PipelineConfig, base_channel) -> list:

@@ -44,7 +44,8 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
-def _png(figure: Figure) -> bytes:
+def figure_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (Agg canvas, 100 dpi)."""
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -71,7 +72,7 @@ def training_curves_png(phases: Sequence[tuple[str, Mapping[str, Sequence[float]
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    return _png(figure)
+    return figure_png(figure)
 
 
 def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
@@ -90,10 +91,11 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> byte
     for (row, col), count in np.ndenumerate(matrix):
         color = "white" if count > threshold else "black"
         ax.text(col, row, str(count), ha="center", va="center", color=color)
-    return _png(figure)
+    return figure_png(figure)
 
 
-def _write(path: str, data: bytes) -> None:
+def write_file(path: str, data: bytes) -> None:
+    """Writes bytes to a local path or a tf.io.gfile URL."""
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(data)
 
@@ -112,10 +114,10 @@ def write_reports(
         "confusion_matrix": join(directory, CONFUSION_FILE),
         "metrics": join(directory, METRICS_FILE),
     }
-    _write(paths["training_curves"], training_curves_png(phases))
-    _write(paths["confusion_matrix"], confusion_matrix_png(matrix, class_names))
+    write_file(paths["training_curves"], training_curves_png(phases))
+    write_file(paths["confusion_matrix"], confusion_matrix_png(matrix, class_names))
     text = json.dumps(metrics, indent=2, sort_keys=True, default=_jsonable) + "\n"
-    _write(paths["metrics"], text.encode("utf-8"))
+    write_file(paths["metrics"], text.encode("utf-8"))
     return paths
 
 
