@@ -3,16 +3,26 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= pipeline/configs/demo.yaml
+SEEDS ?= 5
 
-.PHONY: setup demo test test-fast lint lock clean
+.PHONY: setup demo demo-layerwise test test-fast lint lock clean
 
 setup:
 	@bash scripts/setup.sh
 
-# Set up, write the bundled demo data, run the local pipeline on it.
+# Set up, write the bundled demo data, run the local pipeline on it, then print the
+# target accuracy of the transfer model next to the same network trained from scratch
+# on the same few labels, over SEEDS seeds (mean and spread).
 demo: setup
 	$(BIN)/tfx-transfer demo-data --out demo_data
 	$(BIN)/tfx-transfer run --config $(CONFIG)
+	$(BIN)/python -m bench.transfer_vs_scratch --config $(CONFIG) --seeds $(SEEDS)
+
+# The same target task with a base pretrained WITHOUT labels (greedy layer-wise
+# autoencoders on the unlabelled demo images) instead of the source task.
+demo-layerwise: setup
+	$(BIN)/tfx-transfer demo-data --out demo_data
+	$(BIN)/tfx-transfer run --config pipeline/configs/demo_layerwise.yaml
 
 # Set up and run the whole test suite (unit, component and end-to-end tests).
 test: setup

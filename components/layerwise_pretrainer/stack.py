@@ -258,6 +258,20 @@ def _apply(layers: Sequence[keras.layers.Layer], x):
     return x
 
 
+def build_encoder(
+    layers: Sequence[LayerSpec], image_shape: Sequence[int], seed: int = 0
+) -> keras.Model:
+    """The same encoder architecture, freshly initialized (seeded): the from-scratch
+    counterpart of a pretrained one (same layer names, same shapes)."""
+    keras.utils.set_random_seed(seed)
+    image = keras.Input(tuple(image_shape), name="image")
+    x, seen_dense = image, False
+    for index, spec in enumerate(layers):
+        x = _apply(encoder_layers(index, spec, x.shape[1:], first_dense=not seen_dense), x)
+        seen_dense = seen_dense or isinstance(spec, DenseLayer)
+    return keras.Model(image, x, name="layerwise_encoder")
+
+
 # --- the level caches --------------------------------------------------------------------
 class LevelCache:
     """One level's outputs for every image: a float32 .npy memory map on disk."""
