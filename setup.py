@@ -10,8 +10,13 @@ setup(
         "cache frozen layers, train a new head, evaluate, push to TF Serving."
     ),
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*"]),
-    package_data={"pipeline": ["configs/*.yaml"]},
+    packages=find_packages(
+        include=["pipeline", "pipeline.*", "components", "components.*", "kubeflow", "kubeflow.*"]
+    ),
+    package_data={
+        "pipeline": ["configs/*.yaml"],
+        "kubeflow": ["configs/*.yaml", "serving/*.yaml"],
+    },
     # The exact versions come from requirements.lock (installed by scripts/setup.sh);
     # these ranges only say what the code imports.
     install_requires=[

@@ -6,6 +6,8 @@
                                                 write the schema for a dataset
     tfx-transfer predict IMAGE... [--config C | --model-dir D] [--server H:P|URL]
                                                 top-k classes from the pushed model
+    tfx-transfer compile [--config kubeflow/configs/demo.yaml] [--output FILE.yaml]
+                                                compile for Kubeflow Pipelines (KFP v2)
 
 Config errors and bad input exit with status 2 and one clear message, not a traceback.
 """
@@ -95,6 +97,17 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         print(result.format())
 
 
+def _cmd_compile(args: argparse.Namespace) -> None:
+    from kubeflow import compile as kubeflow_compile
+    from kubeflow import config as kubeflow_config
+
+    deployment = kubeflow_config.load_config(args.config)
+    compiled = kubeflow_compile.compile_pipeline(deployment, args.output or None)
+    steps = len(compiled.pipeline_spec["root"]["dag"]["tasks"])
+    print(f"compiled {steps} steps to {compiled.path} (image {deployment.image})")
+    print(f"  submit: python -m kubeflow.submit run --package {compiled.path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfx-transfer", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--model-name", default="", help="the served name (default: config's)")
     pred.add_argument("--top-k", type=int, default=3)
     pred.set_defaults(func=_cmd_predict)
+
+    comp = sub.add_parser("compile", help="compile for Kubeflow Pipelines (KFP v2 YAML)")
+    comp.add_argument("--config", default="kubeflow/configs/demo.yaml", help="a deployment config")
+    comp.add_argument("--output", default="", help="default build/kubeflow/<name>.yaml")
+    comp.set_defaults(func=_cmd_compile)
     return parser
 
 

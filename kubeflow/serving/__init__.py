@@ -1,0 +1,1 @@
+"""TensorFlow Serving on Kubernetes: manifest templates and their renderer (render.py)."""
