@@ -9,7 +9,8 @@ The KFP endpoint and credentials come from the environment or flags, never from 
 compiled pipeline: --host or KFP_HOST (kfp's own KF_PIPELINES_ENDPOINT also works), a
 bearer token from --token-file or KFP_TOKEN, --namespace or KFP_NAMESPACE for
 multi-user clusters. `schedule` creates the recurring run, or replaces the one of the
-same name in the experiment (KFP has no update call for recurring runs).
+same name in the experiment: creates the new one, then deletes the old (KFP has no
+update call for recurring runs).
 
 Run-time parameters: --data-root sets `data_root`; --serving-root sets
 `push_destination` (<root>/<model_name>); --epochs sets `epochs` inside
@@ -188,9 +189,9 @@ def schedule(client, args: argparse.Namespace, spec: dict[str, Any]) -> str:
     cron = parse_cron(args.cron)
     arguments = run_arguments(spec, args)
     experiment_id = _experiment_id(client, args.experiment, args.namespace or None)
-    for existing in _recurring_runs(client, experiment_id):
-        if existing.display_name == args.name:
-            client.delete_recurring_run(existing.recurring_run_id)
+    # Found before the new one exists, deleted after it does: a failed create leaves
+    # the old schedule in place.
+    replaced = [r for r in _recurring_runs(client, experiment_id) if r.display_name == args.name]
     created = client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=args.name,
@@ -204,6 +205,8 @@ def schedule(client, args: argparse.Namespace, spec: dict[str, Any]) -> str:
         enable_caching=False if args.no_cache else None,
         service_account=args.service_account or None,
     )
+    for old in replaced:
+        client.delete_recurring_run(old.recurring_run_id)
     return created.recurring_run_id
 
 

@@ -282,3 +282,24 @@ def test_component_settings_checked_against_the_dag(
 def test_output_must_be_yaml(deployment, tmp_path):
     with pytest.raises(ConfigError, match=r"\.yaml"):
         kubeflow_compile.compile_pipeline(deployment, str(tmp_path / "p.json"))
+
+
+def test_layerwise_deployment_puts_a_gpu_on_the_pretrainer(tmp_path):
+    path = str(tmp_path / "layerwise.yaml")
+    kf = kubeflow_config.load_config("kubeflow/configs/layerwise.yaml")
+    spec = kubeflow_compile.compile_pipeline(kf, path).pipeline_spec
+    with_gpu = {
+        task_id: _container(spec, task_id)["resources"]["accelerator"]
+        for task_id in _tasks(spec)
+        if "accelerator" in _container(spec, task_id)["resources"]
+    }
+    assert set(with_gpu) == {"LayerwisePretrainer", "BottleneckCache", "Trainer"}
+    assert with_gpu["LayerwisePretrainer"] == {"type": "nvidia.com/gpu", "count": "1"}
+    uncached = {t for t, task in _tasks(spec).items() if not task["cachingOptions"]["enableCache"]}
+    assert uncached == {"ImageExampleGen", "UnlabelledExampleGen"}
+    with open(path, encoding="utf-8") as f:
+        platform = list(yaml.safe_load_all(f))[1]
+    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executor["LayerwisePretrainer_executor"]["nodeSelector"]["labels"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-l4"
+    }
