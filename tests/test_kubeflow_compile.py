@@ -303,3 +303,53 @@ def test_layerwise_deployment_puts_a_gpu_on_the_pretrainer(tmp_path):
     assert executor["LayerwisePretrainer_executor"]["nodeSelector"]["labels"] == {
         "cloud.google.com/gke-accelerator": "nvidia-l4"
     }
+
+
+def _executor_input(spec, task_id, parameter_values, out_dir):
+    """The ExecutorInput that KFP's launcher hands a step: its parameters and outputs."""
+    component = spec["components"][_tasks(spec)[task_id]["componentRef"]["name"]]
+    outputs = {}
+    for key, artifact in component["outputDefinitions"]["artifacts"].items():
+        uri = str(out_dir / key)
+        entry = {"name": f"{task_id}-{key}", "uri": uri, "type": artifact["artifactType"]}
+        outputs[key] = {"artifacts": [entry]}
+    return {
+        "inputs": {"parameterValues": parameter_values},
+        "outputs": {"artifacts": outputs, "outputFile": str(out_dir / "executor_output.json")},
+    }
+
+
+def test_image_example_gen_step_runs_in_the_kfp_entrypoint(compiled, tmp_path):
+    """Runs the compiled ImageExampleGen step the way its container does (in process).
+
+    Proves that the step's command line, the run-time parameter and the custom
+    artifact titles (kubeflow.ClassVocabulary) work in TFX's KFP entrypoint. Beam runs
+    in memory here (the deployment asks for multi-processing on the cluster).
+    """
+    from PIL import Image
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor as entry
+
+    _, spec, _ = compiled
+    data = tmp_path / "data"
+    for label, colour in (("cat", (200, 30, 30)), ("dog", (30, 30, 200))):
+        (data / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8 + i, 8), colour).save(data / label / f"{i}.png")
+    task = _tasks(spec)["ImageExampleGen"]
+    values = {
+        name: (str(data) if "componentInputParameter" in p else p["runtimeValue"]["constant"])
+        for name, p in task["inputs"]["parameters"].items()
+    }
+    out = tmp_path / "out"
+    invocation = json.dumps(_executor_input(spec, "ImageExampleGen", values, out))
+    argv = [invocation if a == "{{$}}" else a for a in _container(spec, "ImageExampleGen")["args"]]
+    argv += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    entry.main(entry._parse_flags(["kubeflow_v2_run_executor", *argv]))
+
+    with open(out / "executor_output.json", encoding="utf-8") as f:
+        executor_output = json.load(f)
+    assert set(executor_output["artifacts"]) == {"examples", "vocabulary", "report"}
+    assert (out / "vocabulary" / "labels.txt").read_text().split() == ["cat", "dog"]
+    with open(out / "report" / "counts.json", encoding="utf-8") as f:
+        assert json.load(f)["ingested"] == 6
+    assert sorted(p.name for p in (out / "examples").iterdir()) == ["Split-eval", "Split-train"]
