@@ -29,7 +29,7 @@ from pipeline.config import ConfigError, PipelineConfig
 # other clusters label GPU nodes differently (e.g. nvidia.com/gpu.product).
 DEFAULT_GPU_NODE_LABEL = "cloud.google.com/gke-accelerator"
 GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
-# Folders of the repository that the image does not contain (kubeflow/.dockerignore).
+# Folders of the repository that the image does not contain (kubeflow/Dockerfile.dockerignore).
 NOT_IN_IMAGE = (".git", ".venv", "build", "demo_data", "serving", "tfx_transfer_runs")
 _COMPONENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
