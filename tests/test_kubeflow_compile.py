@@ -180,9 +180,9 @@ def test_beam_args_per_component(compiled, deployment):
     assert "--direct_running_mode=multi_processing" not in _container(spec, "Trainer")["args"]
 
 
-def test_kfp_sdk_loads_the_compiled_spec(compiled):
+def test_kfp_sdk_loads_the_compiled_spec(compiled, tmp_path):
     from google.protobuf import json_format
-    from kfp import components
+    from kfp import compiler, components, dsl
     from kfp.client import client as kfp_client
     from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -193,10 +193,21 @@ def test_kfp_sdk_loads_the_compiled_spec(compiled):
     assert set(doc.pipeline_spec.root.dag.tasks) == set(_tasks(spec))
     assert "kubernetes" in doc.platform_spec.platforms
     json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
-    # The SDK's own loader builds a component from it, with the run-time inputs.
+    # The SDK's own loader builds a component from it, with the run-time inputs ...
     component = components.load_component_from_file(path)
     assert component.name == "digits-transfer"
     assert set(component.component_spec.inputs) == set(pipeline_lib.RUNTIME_NAMES)
+
+    # ... and KFP's compiler takes it as a step of a pipeline.
+    @dsl.pipeline(name="wrapper")
+    def wrapper():
+        component(data_root="gs://bucket/other-data")
+
+    wrapped = str(tmp_path / "wrapper.yaml")
+    compiler.Compiler().compile(wrapper, wrapped)
+    assert set(kfp_client._extract_pipeline_yaml(wrapped).pipeline_spec.root.dag.tasks) == {
+        "digits-transfer"
+    }
 
 
 def test_custom_artifact_titles_import_in_the_container(compiled):
