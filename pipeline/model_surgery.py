@@ -6,7 +6,9 @@ where the frozen part ends.
 
 - `resolve_cut_layer` / `cut_base`: the sub-model from the input up to a named layer,
   or with the top N layers dropped; an unknown name lists the valid ones.
-- `feature_extractor`: cut + optional pooling of a spatial output, frozen.
+- `feature_extractor` / `freeze_extractor`: cut + optional pooling of a spatial
+  output, frozen; `applied_pooling` says which pooling that is.
+- `check_input_size`: the base takes the pipeline's image size.
 - `build_head`: the new classifier on the bottleneck vectors (hidden layers, dropout).
 - `unfreeze_top`: for fine-tuning, the top K weighted layers of the base become
   trainable while every BatchNormalization layer stays frozen (inference mode: its
@@ -32,38 +34,58 @@ def resolve_cut_layer(model: keras.Model, cut_layer: str = "", drop_top_layers: 
     """The name of the layer whose output is the bottleneck.
 
     Args:
-      model: the base network.
-      cut_layer: a layer name; takes precedence when set.
-      drop_top_layers: how many top layers to drop (0 keeps the whole base).
+      model: the base network (functional, or a built Sequential).
+      cut_layer: a layer name; "" to use drop_top_layers.
+      drop_top_layers: how many layers to drop from the top of ``model.layers``
+        (0 keeps the whole base). Input layers are not counted: they cannot be the cut.
 
     Raises:
       ValueError: both are set, the name is unknown (valid names listed), or
-        drop_top_layers leaves no layer.
+        drop_top_layers is not an integer from 0 to (layers after the input - 1).
     """
     names = [layer.name for layer in model.layers]
     if cut_layer and drop_top_layers:
-        raise ValueError("set cut_layer or drop_top_layers, not both")
+        raise ValueError(
+            f"set cut_layer or drop_top_layers, not both (got cut_layer={cut_layer!r}, "
+            f"drop_top_layers={drop_top_layers!r})"
+        )
     if cut_layer:
         if cut_layer not in names:
             raise ValueError(
-                f"cut_layer {cut_layer!r} is not a layer of {model.name}; valid names: "
-                + ", ".join(names)
+                f"cut_layer {cut_layer!r} is not a layer of base model {model.name!r}; "
+                "valid names: " + ", ".join(names)
             )
         return cut_layer
-    if not 0 <= drop_top_layers < len(names) - 1:
+    kept = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if (
+        isinstance(drop_top_layers, bool)
+        or not isinstance(drop_top_layers, int)
+        or not 0 <= drop_top_layers < len(kept)
+    ):
         raise ValueError(
-            f"drop_top_layers={drop_top_layers} is out of range for {model.name}: it has "
-            f"{len(names)} layers (input included), so it must be >= 0 and <= {len(names) - 2}"
+            f"drop_top_layers={drop_top_layers!r} is out of range for base model "
+            f"{model.name!r}: it has {len(kept)} layers after its input, so it must be >= 0 "
+            f"and <= {len(kept) - 1}"
         )
-    return names[len(names) - 1 - drop_top_layers]
+    return kept[len(kept) - 1 - drop_top_layers]
 
 
 def cut_base(model: keras.Model, cut_layer: str = "", drop_top_layers: int = 0) -> keras.Model:
-    """The base from its input up to the cut (shares the original's weights)."""
+    """The base from its input up to the cut (shares the original's weights).
+
+    Raises:
+      ValueError: see resolve_cut_layer; or the cut layer has more than one output.
+    """
     name = resolve_cut_layer(model, cut_layer, drop_top_layers)
     if name == model.layers[-1].name and len(model.outputs) == 1:
         return model
-    return model_io.cut(model, name)
+    cut = model_io.cut(model, name)
+    if len(cut.outputs) != 1:
+        raise ValueError(
+            f"cut layer {name!r} has {len(cut.outputs)} outputs; choose a layer with a "
+            "single output tensor"
+        )
+    return cut
 
 
 def _pooling_layer(pooling: str) -> keras.layers.Layer | None:
@@ -79,6 +101,31 @@ def _pooling_layer(pooling: str) -> keras.layers.Layer | None:
     }[pooling]
 
 
+def applied_pooling(cut: keras.Model, pooling: str) -> str:
+    """The pooling `freeze_extractor` applies: `pooling` on a spatial (rank-4) output,
+    else "none" (vectors are not pooled again)."""
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"pooling {pooling!r} is not allowed; choose one of: {', '.join(POOLINGS)}"
+        )
+    return pooling if len(cut.outputs[0].shape) == 4 else "none"
+
+
+def freeze_extractor(cut: keras.Model, pooling: str = "avg", name: str = "") -> keras.Model:
+    """The frozen extractor of an already cut base: pooled when its output is spatial.
+
+    Returns a model with `trainable = False` (it shares its layers with the base, so
+    those are frozen too); call it with `training=False`.
+    """
+    pool = _pooling_layer(applied_pooling(cut, pooling))
+    outputs = cut.outputs[0]
+    if pool is not None:
+        outputs = pool(outputs)
+    extractor = keras.Model(cut.input, outputs, name=name or f"{cut.name}_frozen")
+    extractor.trainable = False
+    return extractor
+
+
 def feature_extractor(
     base: keras.Model, cut_layer: str = "", drop_top_layers: int = 0, pooling: str = "avg"
 ) -> keras.Model:
@@ -87,13 +134,35 @@ def feature_extractor(
     Returns a model with `trainable = False`; call it with `training=False`.
     """
     cut = cut_base(base, cut_layer, drop_top_layers)
-    pool = _pooling_layer(pooling)
-    outputs = cut.output
-    if pool is not None and len(outputs.shape) == 4:
-        outputs = pool(outputs)
-    extractor = keras.Model(cut.input, outputs, name=f"{base.name}_frozen")
-    extractor.trainable = False
-    return extractor
+    return freeze_extractor(cut, pooling, name=f"{base.name}_frozen")
+
+
+def check_input_size(
+    model: keras.Model, height: int, width: int, source: str = "the image size", fix: str = ""
+) -> None:
+    """Raises ValueError unless `model` takes one [batch, height, width, 3] image input.
+
+    The one check of "base input size == image size" (BaseModelGen, BottleneckCache
+    and the Trainer call it). A None dimension of the model accepts any size.
+
+    Args:
+      model: the base network.
+      height, width: the image size the pipeline's preprocessing produces.
+      source: where that size comes from, for the message (e.g. "image.height/width").
+      fix: what the user should do, appended to the message.
+    """
+    shapes = [tuple(tensor.shape) for tensor in model.inputs]
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][3] not in (None, 3):
+        raise ValueError(
+            f"the base model {model.name!r} must take one image input [batch, height, "
+            f"width, 3], got inputs {shapes}"
+        )
+    got = shapes[0][1:3]
+    if any(g not in (None, e) for g, e in zip(got, (height, width), strict=True)):
+        raise ValueError(
+            f"the base model {model.name!r} takes {got[0]}x{got[1]} images but {source} is "
+            f"{height}x{width}" + (f"; {fix}" if fix else "")
+        )
 
 
 @dataclasses.dataclass(frozen=True)

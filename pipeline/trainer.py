@@ -200,13 +200,13 @@ def build_extractor(config: TrainerConfig, base_model: str) -> keras.Model:
     extractor = model_surgery.feature_extractor(
         base, config.cut_layer, config.drop_top_layers, config.pooling
     )
-    expected = (config.image.height, config.image.width, 3)
-    got = tuple(extractor.input_shape[1:])
-    if len(got) != 3 or any(g not in (None, e) for g, e in zip(got, expected, strict=True)):
-        raise ValueError(
-            f"trainer.image: the base {base.name!r} takes inputs of shape {got} but the "
-            f"ImageSpec gives {expected}; set image height/width to the base's input size"
-        )
+    model_surgery.check_input_size(
+        base,
+        config.image.height,
+        config.image.width,
+        source="trainer.image (the ImageSpec)",
+        fix="set image height/width to the base's input size",
+    )
     if any(d is None for d in extractor.output_shape[1:]):
         raise ValueError(
             f"the extractor's output shape {extractor.output_shape[1:]} is not static; use "

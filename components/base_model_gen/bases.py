@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from components.base_model_gen import spec
+from pipeline import model_surgery
 
 
 def build_application(
@@ -101,17 +102,13 @@ def load_file(path: str) -> keras.Model:
 
 def check_input(model: keras.Model, height: int, width: int) -> None:
     """Raises ValueError unless the model takes [batch, height, width, 3] images."""
-    shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
-    if shape is None or len(shape) != 4 or shape[3] != 3:
-        raise ValueError(
-            f"the base model must take one image input [batch, height, width, 3], got "
-            f"{[tuple(i.shape) for i in model.inputs]}"
-        )
-    if shape[1] not in (None, height) or shape[2] not in (None, width):
-        raise ValueError(
-            f"the base model takes {shape[1]}x{shape[2]} images but image.height/width "
-            f"is {height}x{width}; set image.height and image.width to the base's size"
-        )
+    model_surgery.check_input_size(
+        model,
+        height,
+        width,
+        source="image.height/width",
+        fix="set image.height and image.width to the base's size",
+    )
 
 
 def make_base(
