@@ -197,8 +197,8 @@ def test_executor_raises_when_every_record_fails(tmp_path, inputs):
     [
         ({spec.POOLING_KEY: "mean"}, ValueError, r"pooling must be one of \['avg', 'max'"),
         ({spec.BATCH_SIZE_KEY: -2}, ValueError, "batch_size must be an integer >= 1"),
-        ({spec.CUT_LAYER_KEY: "nope"}, ValueError, r"'nope' is not a layer.*valid layer names"),
-        ({spec.DROP_TOP_LAYERS_KEY: 50, spec.CUT_LAYER_KEY: ""}, ValueError, "between 0 and 5"),
+        ({spec.CUT_LAYER_KEY: "nope"}, ValueError, r"'nope' is not a layer.*valid names: image, conv1"),
+        ({spec.DROP_TOP_LAYERS_KEY: 50, spec.CUT_LAYER_KEY: ""}, ValueError, ">= 0 and <= 5"),
     ],
 )
 def test_executor_rejects_bad_parameters_before_running(

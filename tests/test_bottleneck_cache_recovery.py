@@ -5,9 +5,11 @@ the outputs of an uninterrupted run into a separate cache. Shard files that cann
 read are skipped and counted, duplicates across shards are harmless.
 """
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -150,7 +152,7 @@ def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path):
         {
             "writing": (
                 _start_child(setup, tmp_path, "writing", slow_seconds=0.1),
-                _listing_if(writing_ns, "beam-temp-entries-*/*"),
+                _listing_if(writing_ns, "beam-temp-entries-*/*.tfrecord.gz"),
             ),
             "finalized": (
                 _start_child(setup, tmp_path, "finalized", slow_seconds=0.0),
@@ -161,14 +163,18 @@ def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path):
     writing = listings["writing"]
     assert any(name.startswith("beam-temp-entries-") for name in writing), writing
     assert not any(name.startswith("entries-") for name in writing), writing
+    assert tf.io.gfile.glob(os.path.join(writing_ns, "beam-temp-entries-*"))
     counts = _rerun_and_compare(setup, tmp_path, "writing")
     assert counts[spec.PROP_COMPUTED] == len(images)  # the temporary file was not read
     assert counts[spec.PROP_SHARDS_SKIPPED] == 0
+    # The rerun removed the killed run's staging folder (its process is gone) and its own.
+    assert not tf.io.gfile.glob(os.path.join(writing_ns, "beam-temp-entries-*"))
 
     finalized = listings["finalized"]
     assert sum(name.startswith("entries-") for name in finalized) == 1, finalized
     counts = _rerun_and_compare(setup, tmp_path, "finalized")
     assert counts[spec.PROP_COMPUTED] == 0  # every vector came from the finalized shard
+    assert not tf.io.gfile.glob(os.path.join(finalized_ns, "beam-temp-entries-*"))
 
 
 def test_torn_and_duplicated_shards_are_skipped_or_deduplicated(setup, tmp_path):
@@ -193,3 +199,48 @@ def test_torn_and_duplicated_shards_are_skipped_or_deduplicated(setup, tmp_path)
     counts = _rerun_and_compare(setup, tmp_path, "torn")
     assert counts[spec.PROP_SHARDS_SKIPPED] == 2
     assert counts[spec.PROP_REUSED] == 12 and counts[spec.PROP_COMPUTED] == len(images) - 12
+
+
+def test_stale_staging_folders_are_removed_and_live_ones_kept(tmp_path):
+    """Only staging folders no longer in use go: a dead owner process on this host, or
+    (another host, no owner) nothing changed for longer than the stale age."""
+    namespace = tmp_path / "ns"
+    namespace.mkdir()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    host = socket.gethostname()
+    day_ago = time.time() - 86400 * 2
+    folders = {
+        "dead_owner": {"host": host, "pid": ended.pid},
+        "this_process": {"host": host, "pid": os.getpid()},
+        "live_owner": {"host": host, "pid": os.getppid()},
+        "other_host_recent": {"host": "elsewhere", "pid": 1},
+        "other_host_idle": {"host": "elsewhere", "pid": 1},
+        "unowned_recent": None,  # e.g. Beam's own beam-temp-entries-<run>-<uuid>/
+        "unowned_idle": None,
+    }
+    for name, owner in folders.items():
+        folder = namespace / f"{store.STAGING_PREFIX}{name}"
+        folder.mkdir()
+        (folder / "0123.tfrecord.gz").write_bytes(b"partial")
+        if owner is not None:
+            (folder / store.OWNER_FILE).write_text(json.dumps({**owner, "started": 0}))
+        if name.endswith("_idle"):
+            for path in (*folder.iterdir(), folder):
+                os.utime(path, (day_ago, day_ago))
+    keep = ["namespace.json", "entries-run1-00000-of-00001.tfrecord.gz", "beam-temp-other"]
+    (namespace / keep[0]).write_text("{}")
+    (namespace / keep[1]).write_bytes(b"")
+    (namespace / keep[2]).mkdir()  # not a cache staging folder
+    os.utime(namespace / keep[2], (day_ago, day_ago))
+
+    removed = store.clean_stale_staging(str(namespace))
+    expected = ["dead_owner", "other_host_idle", "unowned_idle"]
+    assert sorted(removed) == sorted(
+        str(namespace / f"{store.STAGING_PREFIX}{n}") for n in expected
+    )
+    remaining = sorted(os.listdir(namespace))
+    kept = [f"{store.STAGING_PREFIX}{n}" for n in folders if n not in expected]
+    assert remaining == sorted(keep + kept)
+    assert store.clean_stale_staging(str(namespace)) == []
+    assert store.clean_stale_staging(str(tmp_path / "no_such_namespace")) == []

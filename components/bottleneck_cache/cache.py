@@ -1,46 +1,60 @@
 """The pure Beam core of BottleneckCache: examples in, examples with bottlenecks out.
 
-``ComputeBottlenecks`` (applied to a Pipeline) reads the examples of every split,
-keys each record by the sha256 of its encoded image bytes (its content id), and joins
-them with the entries of the cache namespace (store.py). The content id equals
-ImageExampleGen's image_id unless it transcoded or downscaled the file; keying by
-the bytes the transform actually decodes keeps the cache right even then (e.g. after
-max_side changes). Job steps:
+``ComputeBottlenecks`` (applied to a Pipeline) reads the examples of every split and
+the entry shards of the cache namespace, keys both by content id (the sha256 of the
+encoded image bytes), joins them in one GroupByKey, computes the missing vectors with
+RunInference and writes everything. The content id equals ImageExampleGen's image_id
+unless it transcoded or downscaled the file; keying by the bytes the transform
+actually decodes keeps the cache right even then (e.g. after max_side changes). Steps:
 
-    Read<Split> -> Key<Split> --records--+
-    ReadCache (one DoFn call per shard) -+-> JoinWithCache -> ResolveHits
-        hits:   the cached vector is attached to every record of that content id
-        misses: one (content id, image) per id -> ComputeVectors (RunInference with
-                handler.BottleneckModelHandler) -> SplitFailures
-                    vectors -> WriteCache (a new shard of this run)
-                    vectors + failures + pending records -> JoinNewVectors
-    hits + computed -> PartitionSplits -> per split: serialized tf.Examples
+    ListFiles (the input and shard file patterns, globbed in the pipeline)
+      -> ReshuffleFiles -> ReadFiles: records (content id, record) and cached
+         entries (content id, vector); unusable records and unreadable shards are
+         counted
+      -> JoinWithCache (GroupByKey) -> ResolveHits
+           hits: the record with the cached vector appended
+           misses: one (content id, image, its records) per id
+             -> ComputeVectors (RunInference, handler.BottleneckModelHandler)
+             -> AttachVectors: the records with the new vector; the new cache entry
+      -> WriteStaged: each bundle writes its own files into a staging folder
+      -> ReshuffleStaged -> Finalize: renames every complete file to its final name
+         (after the bundle that wrote it was committed: a retried bundle's files are
+         never published)
+    tallies and failures of every step -> Summarize -> WriteSummary
 
 Output records are the input tf.Examples (image bytes, label, label_name, image_id...
-unchanged) plus spec.BOTTLENECK_KEY, the flattened float32 vector. Records that
-cannot be used (not a tf.Example, no image, an image TensorFlow cannot decode) go to
-FAILED_OUTPUT as {"image_id", "split", "error"} and are counted, never fatal here.
+unchanged) plus spec.BOTTLENECK_KEY, the flattened float32 vector. The feature is
+added without parsing and re-serializing the record: the bytes of a one-feature
+tf.Example are appended, and protobuf merges concatenated messages (a later map
+entry replaces an earlier one with the same key). Records that cannot be used (not a
+tf.Example, no image, an image TensorFlow cannot decode) are written to
+spec.FAILED_FILE as {"image_id", "split", "error"} and counted, never fatal here.
 
-Counts (COUNTS_OUTPUT, one dict with COUNT_NAMES plus split_count_name(split) for
-every split): vectors computed (distinct content ids run through the model), vectors
-reused (distinct content ids served from the cache), records failed, cache shards
-skipped (unreadable), and the records written per split. Nothing is pulled through
-the driver; ``write_outputs`` adds the file writes and ``read_counts`` reads the
-counts back after the run.
+Files written (``output_uri``): ``Split-<split>/data_tfrecord-*.gz`` for every split
+(an empty file for a split without records), spec.FAILED_FILE (JSON lines sorted by
+split, image_id, error) and spec.COUNTS_FILE: COUNT_NAMES plus
+split_count_name(split) for every split, i.e. vectors computed (distinct content ids
+run through the model), vectors reused (distinct content ids served from the cache),
+records failed, cache shards skipped (unreadable) and the records written per split.
+New cache shards go to the namespace directory (store.py). Nothing is pulled through
+the driver; ``read_counts`` reads the counts back after the run.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import NamedTuple
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from apache_beam.ml.inference.base import PredictionResult, RunInference
+from apache_beam.transforms.window import GlobalWindows
 from google.protobuf.message import DecodeError
 
 from components.bottleneck_cache import spec, store
@@ -49,34 +63,18 @@ from components.bottleneck_cache.handler import (
     BottleneckModelHandler,
     InferenceFailure,
 )
-from components.bottleneck_cache.plan import CachePlan, join
+from components.bottleneck_cache.plan import CachePlan, join, new_run_id, write_namespace_file
 from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY
-from components.tally import TallyFn
 
-FAILED_OUTPUT = "failed"
-COUNTS_OUTPUT = "counts"
-SKIPPED_SHARDS_OUTPUT = store.SKIPPED_OUTPUT
-NEW_SHARDS_OUTPUT = "new_shards"
 COUNT_NAMES = (spec.PROP_COMPUTED, spec.PROP_REUSED, spec.PROP_FAILED, spec.PROP_SHARDS_SKIPPED)
 TFRECORD_PREFIX = "data_tfrecord"  # what TFX's own ExampleGen writes
+OUTPUT_STAGING_PREFIX = "beam-temp-output-"  # <output_uri>/<prefix><run id>/ while writing
+CACHE_DESTINATION = ""  # the destination of new cache entries (splits are never "")
 
-_RECORDS, _CACHED, _PENDING, _VECTORS, _ERRORS, _MISSES, _TALLY = (
-    "records",
-    "cached",
-    "pending",
-    "vectors",
-    "errors",
-    "misses",
-    "tally",
-)
-
-
-class Record(NamedTuple):
-    """One input example on its way through the job."""
-
-    split: str
-    image_id: str
-    example: bytes  # the serialized input tf.Example
+_RECORDS, _CACHE = "records", "cache"  # kinds of input files
+_RECORD, _VECTOR = "r", "v"  # kinds of joined values
+_MISSES, _STAGED, _SUMMARY = "misses", "staged", "summary"
+_COUNTS, _FAILURE = "counts", "failure"  # kinds of summary elements
 
 
 def content_id(image: bytes) -> str:
@@ -94,18 +92,29 @@ def split_uri(output_uri: str, split: str) -> str:
     return join(output_uri, f"Split-{split}")
 
 
+def output_staging_dir(output_uri: str, run_id: str) -> str:
+    """Where a run stages its output files before renaming them into Split-<split>/."""
+    return join(output_uri, f"{OUTPUT_STAGING_PREFIX}{run_id}")
+
+
 def failure(image_id: str, split: str, error: str) -> dict:
-    """A FAILED_OUTPUT record."""
+    """A failure record (one line of spec.FAILED_FILE)."""
     return {"image_id": image_id, "split": split, "error": error}
 
 
+def bottleneck_suffix(vector: np.ndarray) -> bytes:
+    """A serialized tf.Example holding only spec.BOTTLENECK_KEY (the flattened vector)."""
+    example = tf.train.Example()
+    example.features.feature[spec.BOTTLENECK_KEY].float_list.value.extend(
+        np.asarray(vector, np.float32).ravel()
+    )
+    return example.SerializeToString()
+
+
 def with_bottleneck(example: bytes, vector: np.ndarray) -> bytes:
-    """The serialized example with spec.BOTTLENECK_KEY set to the flattened vector."""
-    parsed = tf.train.Example.FromString(example)
-    feature = parsed.features.feature[spec.BOTTLENECK_KEY]
-    feature.Clear()
-    feature.float_list.value.extend(np.asarray(vector, np.float32).ravel())
-    return parsed.SerializeToString()
+    """The serialized example with spec.BOTTLENECK_KEY set to the flattened vector
+    (appended: parsing the result gives the input features plus the vector)."""
+    return example + bottleneck_suffix(vector)
 
 
 def _label(split: str) -> str:
@@ -117,105 +126,243 @@ def _counter(name: str):
     return beam.metrics.Metrics.counter(METRICS_NAMESPACE, name)
 
 
-class _KeyRecordDoFn(beam.DoFn):
-    """Serialized record -> (content id, Record); unusable records go to FAILED_OUTPUT."""
+def _compression(path: str) -> str:
+    return "GZIP" if path.endswith(".gz") else ""
 
-    def __init__(self, split: str):
-        self._split = split
 
-    def setup(self):
-        self._read = _counter("records_read")
-        self._failed = _counter(spec.PROP_FAILED)
+class _TallyDoFn(beam.DoFn):
+    """A DoFn that counts into self.tally and emits one _SUMMARY tally per bundle."""
 
-    def process(self, serialized: bytes) -> Iterator:
-        self._read.inc()
+    def start_bundle(self):
+        self.tally = collections.Counter()
+
+    def finish_bundle(self):
+        if self.tally:
+            value = (_COUNTS, dict(self.tally))
+            yield beam.pvalue.TaggedOutput(_SUMMARY, GlobalWindows.windowed_value(value))
+
+
+def _failed(dofn: _TallyDoFn, image_id: str, split: str, error: str):
+    dofn.tally[spec.PROP_FAILED] += 1
+    return beam.pvalue.TaggedOutput(_SUMMARY, (_FAILURE, failure(image_id, split, error)))
+
+
+def _list_files(source: tuple[str, str, str]) -> Iterator[tuple[str, str, str]]:
+    """(kind, split, pattern) -> (kind, split, path) for every file that matches."""
+    kind, split, pattern = source
+    for path in sorted(tf.io.gfile.glob(pattern)):
+        if not tf.io.gfile.isdir(path):
+            yield kind, split, path
+
+
+class _ReadFileDoFn(_TallyDoFn):
+    """An input file -> (content id, record value); a cache shard -> (content id, vector).
+
+    Unusable records go to _SUMMARY as failures; an unreadable shard is skipped whole
+    (its vectors are recomputed) and counted.
+    """
+
+    def __init__(self, dim: int):
+        self._dim = dim
+
+    def process(self, source: tuple[str, str, str]) -> Iterator:
+        kind, split, path = source
+        if kind == _CACHE:
+            yield from self._read_shard(path)
+            return
+        for record in tf.data.TFRecordDataset(path, compression_type=_compression(path)):
+            yield from self._key(split, record.numpy())
+
+    def _key(self, split: str, serialized: bytes) -> Iterator:
         try:
             features = tf.train.Example.FromString(serialized).features.feature
         except DecodeError as error:
-            self._failed.inc()
             digest = hashlib.sha256(serialized).hexdigest()
             message = f"record is not a tf.Example ({error}); record sha256 {digest}"
-            yield beam.pvalue.TaggedOutput(FAILED_OUTPUT, failure("", self._split, message))
+            yield _failed(self, "", split, message)
             return
         ids = features[IMAGE_ID_KEY].bytes_list.value if IMAGE_ID_KEY in features else []
         image_id = ids[0].decode("utf-8", "replace") if len(ids) == 1 else ""
         images = features[IMAGE_KEY].bytes_list.value if IMAGE_KEY in features else []
         if len(images) != 1 or not images[0]:
-            self._failed.inc()
             message = f"record has no single non-empty {IMAGE_KEY!r} bytes feature"
-            yield beam.pvalue.TaggedOutput(FAILED_OUTPUT, failure(image_id, self._split, message))
+            yield _failed(self, image_id, split, message)
             return
-        yield content_id(images[0]), Record(self._split, image_id, serialized)
+        yield content_id(images[0]), (_RECORD, split, image_id, serialized)
+
+    def _read_shard(self, path: str) -> Iterator:
+        try:
+            entries = store.read_shard(path, self._dim)
+        except (tf.errors.OpError, ValueError) as error:
+            message = getattr(error, "message", None) or str(error)
+            logging.warning("Skipping unreadable cache shard %s: %s", path, message)
+            self.tally[spec.PROP_SHARDS_SKIPPED] += 1
+            return
+        _counter("cache_entries_read").inc(len(entries))
+        for key, vector in entries:
+            yield key, (_VECTOR, vector)
 
 
-def _image_of(record: Record) -> bytes:
-    return (
-        tf.train.Example.FromString(record.example).features.feature[IMAGE_KEY].bytes_list.value[0]
-    )
+def _image_of(example: bytes) -> bytes:
+    return tf.train.Example.FromString(example).features.feature[IMAGE_KEY].bytes_list.value[0]
 
 
-class _ResolveHitsDoFn(beam.DoFn):
-    """Per content id: attach a cached vector, or send one image to the model."""
+class _ResolveHitsDoFn(_TallyDoFn):
+    """Per content id: append a cached vector to its records, or send one image (with
+    the records waiting for it) to the model."""
 
-    def setup(self):
-        self._reused = _counter(spec.PROP_REUSED)
-
-    def process(self, keyed: tuple[str, Mapping[str, Iterable]]) -> Iterator:
-        key, grouped = keyed
-        records = list(grouped[_RECORDS])
+    def process(self, keyed: tuple[str, Iterable]) -> Iterator:
+        key, values = keyed
+        records, vector = [], None
+        for value in values:
+            if value[0] == _RECORD:
+                records.append(value[1:])
+            elif vector is None:  # duplicates across shards: keep one
+                vector = value[1]
         if not records:  # a cache entry of an image not in this run
             return
-        cached = next(iter(grouped[_CACHED]), None)  # duplicates across shards: keep one
-        if cached is not None:
-            self._reused.inc()
-            yield beam.pvalue.TaggedOutput(_TALLY, {spec.PROP_REUSED: 1})
-            for record in records:
-                yield record.split, with_bottleneck(record.example, cached)
+        if vector is None:
+            yield beam.pvalue.TaggedOutput(_MISSES, (key, _image_of(records[0][2]), records))
             return
-        yield beam.pvalue.TaggedOutput(_MISSES, (key, _image_of(records[0])))
-        for record in records:
-            yield beam.pvalue.TaggedOutput(_PENDING, (key, record))
+        self.tally[spec.PROP_REUSED] += 1
+        suffix = bottleneck_suffix(vector)
+        for split, _, example in records:
+            yield split, example + suffix
 
 
-def _split_results(result: PredictionResult) -> Iterator:
-    """PredictionResult -> (content id, vector), or (content id, error) on _ERRORS."""
-    if isinstance(result.inference, InferenceFailure):
-        yield beam.pvalue.TaggedOutput(_ERRORS, (result.example, result.inference.error))
-    else:
-        _counter(spec.PROP_COMPUTED).inc()
-        yield result.example, np.asarray(result.inference, np.float32)
+class _AttachVectorsDoFn(_TallyDoFn):
+    """PredictionResult -> the waiting records with the vector, and the new cache entry;
+    or a failure per record when TensorFlow rejected the image."""
+
+    def process(self, result: PredictionResult) -> Iterator:
+        key, _, records = result.example
+        if isinstance(result.inference, InferenceFailure):
+            for split, image_id, _ in records:
+                yield _failed(self, image_id, split, result.inference.error)
+            return
+        self.tally[spec.PROP_COMPUTED] += 1
+        vector = np.asarray(result.inference, np.float32)
+        yield CACHE_DESTINATION, store.encode_entry(key, vector)
+        suffix = bottleneck_suffix(vector)
+        for split, _, example in records:
+            yield split, example + suffix
 
 
-class _AttachNewDoFn(beam.DoFn):
-    """Per content id: attach the new vector to the pending records, or fail them."""
+class _WriteStagedDoFn(beam.DoFn):
+    """(destination, record) -> one gzipped TFRecord file per destination and bundle, in
+    the staging folders; emits (destination, staged path, records) per file at the
+    end of the bundle. Files are opened on their first record: no empty files."""
 
-    def setup(self):
-        self._failed = _counter(spec.PROP_FAILED)
+    def __init__(self, staging: Mapping[str, str]):
+        self._staging = dict(staging)  # destination -> staging folder
 
-    def process(self, keyed: tuple[str, Mapping[str, Iterable]]) -> Iterator:
-        _, grouped = keyed
-        vector = next(iter(grouped[_VECTORS]), None)
-        error = next(iter(grouped[_ERRORS]), "no vector was computed")
-        for record in grouped[_PENDING]:
-            if vector is not None:
-                yield record.split, with_bottleneck(record.example, vector)
-            else:
-                self._failed.inc()
-                yield beam.pvalue.TaggedOutput(
-                    FAILED_OUTPUT, failure(record.image_id, record.split, error)
-                )
+    def start_bundle(self):
+        self._files = {}  # destination -> [writer, path, count]
+
+    def process(self, element: tuple[str, bytes]) -> None:
+        destination, record = element
+        entry = self._files.get(destination)
+        if entry is None:
+            directory = self._staging[destination]
+            tf.io.gfile.makedirs(directory)
+            path = join(directory, f"{uuid.uuid4().hex}.tfrecord.gz")
+            options = tf.io.TFRecordOptions(compression_type="GZIP")
+            entry = self._files[destination] = [tf.io.TFRecordWriter(path, options), path, 0]
+        entry[0].write(record)
+        entry[2] += 1
+
+    def finish_bundle(self):
+        for destination, (writer, path, count) in self._files.items():
+            writer.close()
+            yield GlobalWindows.windowed_value((destination, path, count))
+        self._files = {}
+
+
+class _FinalizeDoFn(_TallyDoFn):
+    """Renames a committed staged file to its final name (idempotent on a retry)."""
+
+    def __init__(self, output_uri: str, namespace_dir: str, run_id: str):
+        self._output_uri = output_uri
+        self._namespace_dir = namespace_dir
+        self._run_id = run_id
+
+    def final_path(self, destination: str, staged: str) -> str:
+        unique = staged.rsplit("/", 1)[-1].split(".", 1)[0]
+        if destination == CACHE_DESTINATION:
+            return store.final_shard_path(self._namespace_dir, self._run_id, unique)
+        return join(split_uri(self._output_uri, destination), f"{TFRECORD_PREFIX}-{unique}.gz")
+
+    def process(self, element: tuple[str, str, int]) -> Iterator:
+        destination, staged, count = element
+        final = self.final_path(destination, staged)
+        if tf.io.gfile.exists(staged):
+            tf.io.gfile.makedirs(final.rsplit("/", 1)[0])
+            tf.io.gfile.rename(staged, final, overwrite=True)
+        elif not tf.io.gfile.exists(final):
+            raise FileNotFoundError(f"staged file {staged} is gone and {final} does not exist")
+        if destination == CACHE_DESTINATION:
+            _counter("cache_shards_written").inc()
+        else:
+            self.tally[split_count_name(destination)] += count
+
+
+class _SummaryFn(beam.CombineFn):
+    """(_COUNTS, dict) and (_FAILURE, record) -> {"counts": every name, "failures": [...]}."""
+
+    def __init__(self, names: Sequence[str]):
+        self._names = tuple(names)
+
+    def create_accumulator(self):
+        return collections.Counter(), []
+
+    def add_input(self, accumulator, element):
+        kind, value = element
+        if kind == _COUNTS:
+            accumulator[0].update(value)
+        else:
+            accumulator[1].append(value)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        counts, failures = collections.Counter(), []
+        for more_counts, more_failures in accumulators:
+            counts.update(more_counts)
+            failures.extend(more_failures)
+        return counts, failures
+
+    def extract_output(self, accumulator):
+        counts, failures = accumulator
+        return {
+            "counts": {name: int(counts.get(name, 0)) for name in self._names},
+            "failures": sorted(failures, key=lambda r: (r["split"], r["image_id"], r["error"])),
+        }
+
+
+def _write_atomically(path: str, text: str) -> None:
+    partial = f"{path}.{uuid.uuid4().hex}.tmp"
+    with tf.io.gfile.GFile(partial, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(partial, path, overwrite=True)
+
+
+def _write_summary(summary: dict, output_uri: str, splits: Sequence[str]) -> None:
+    """Writes COUNTS_FILE and FAILED_FILE, and an empty file for a split without records."""
+    for split in splits:
+        if summary["counts"][split_count_name(split)] == 0:
+            directory = split_uri(output_uri, split)
+            tf.io.gfile.makedirs(directory)
+            empty = join(directory, f"{TFRECORD_PREFIX}-empty.gz")
+            tf.io.TFRecordWriter(empty, tf.io.TFRecordOptions(compression_type="GZIP")).close()
+    lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in summary["failures"]]
+    _write_atomically(join(output_uri, spec.FAILED_FILE), "".join(lines))
+    _write_atomically(join(output_uri, spec.COUNTS_FILE), json.dumps(summary["counts"]) + "\n")
 
 
 class ComputeBottlenecks(beam.PTransform):
-    """Examples of every split -> the same examples with their bottleneck vectors.
+    """Examples of every split -> the same examples with their bottleneck vectors, written.
 
-    Apply to a Pipeline. Returns a dict of PCollections:
-      each split name: serialized tf.Examples with spec.BOTTLENECK_KEY added.
-      FAILED_OUTPUT: {"image_id", "split", "error"} per unusable record.
-      SKIPPED_SHARDS_OUTPUT: {"shard", "error"} per unreadable cache shard.
-      NEW_SHARDS_OUTPUT: the paths of the cache shards this run wrote (none when no
-        vector was computed).
-      COUNTS_OUTPUT: one dict, see the module docstring.
+    Apply to a Pipeline; see the module docstring for what is written where. Returns
+    the summary PCollection (one {"counts", "failures"} dict).
     """
 
     def __init__(
@@ -224,6 +371,7 @@ class ComputeBottlenecks(beam.PTransform):
         plan: CachePlan,
         cache_dir: str,
         run_id: str,
+        output_uri: str,
         batch_size: int = 32,
     ):
         """Configures the job.
@@ -232,146 +380,106 @@ class ComputeBottlenecks(beam.PTransform):
           example_patterns: split name -> file pattern of its (gzipped) TFRecords.
           plan: what to compute (plan.make_plan), fixing the namespace.
           cache_dir: the cache root; entries live in plan.namespace_dir(cache_dir).
-          run_id: unique id of this run, part of the new shards' names.
-          batch_size: images per model call.
+          run_id: unique id of this run, part of the new shards' and staging names.
+          output_uri: the output Examples artifact's uri.
+          batch_size: images per model call (RunInference's batch size, min = max).
         """
         super().__init__()
+        if any(not split for split in example_patterns):
+            raise ValueError("split names must not be empty")
         self._patterns = dict(example_patterns)
         self._plan = plan
         self._namespace_dir = plan.namespace_dir(cache_dir)
         self._run_id = run_id
+        self._output_uri = output_uri
         self._batch_size = batch_size
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> dict:
-        records, parse_failures = self._read_examples(pbegin)
-        cached = pbegin | "ReadCache" >> store.ReadCacheEntries(self._namespace_dir, self._plan.dim)
-        resolved = (
-            {_RECORDS: records, _CACHED: cached.entries}
-            | "JoinWithCache" >> beam.CoGroupByKey()
-            | "ResolveHits"
-            >> beam.ParDo(_ResolveHitsDoFn()).with_outputs(_MISSES, _PENDING, _TALLY, main="hits")
-        )
-        handler = BottleneckModelHandler(self._plan, self._batch_size)
-        inferred = (
-            resolved[_MISSES]
-            | "ComputeVectors" >> RunInference(handler)
-            | "SplitFailures" >> beam.FlatMap(_split_results).with_outputs(_ERRORS, main="vectors")
-        )
-        new_shards = inferred.vectors | "WriteCache" >> store.WriteCacheEntries(
-            self._namespace_dir, self._run_id
-        )
-        attached = (
-            {_PENDING: resolved[_PENDING], _VECTORS: inferred.vectors, _ERRORS: inferred[_ERRORS]}
-            | "JoinNewVectors" >> beam.CoGroupByKey()
-            | "AttachNewVectors"
-            >> beam.ParDo(_AttachNewDoFn()).with_outputs(FAILED_OUTPUT, main="computed")
-        )
-        finished = (resolved.hits, attached.computed) | "FlattenFinished" >> beam.Flatten()
-        failed = (*parse_failures, attached[FAILED_OUTPUT]) | "FlattenFailed" >> beam.Flatten()
-        outputs = self._partition(finished)
-        outputs[FAILED_OUTPUT] = failed
-        outputs[SKIPPED_SHARDS_OUTPUT] = cached[store.SKIPPED_OUTPUT]
-        outputs[NEW_SHARDS_OUTPUT] = new_shards
-        outputs[COUNTS_OUTPUT] = _count(
-            computed=inferred.vectors,
-            reused=resolved[_TALLY],
-            failed=failed,
-            skipped=outputs[SKIPPED_SHARDS_OUTPUT],
-            finished=finished,
-            splits=list(self._patterns),
-        )
-        return outputs
-
-    def _read_examples(self, pbegin) -> tuple[beam.PCollection, list]:
-        keyed, failures = [], []
-        for split, pattern in self._patterns.items():
-            label = _label(split)
-            result = (
-                pbegin
-                | f"Pattern{label}" >> beam.Create([pattern])
-                | f"Read{label}" >> beam.io.ReadAllFromTFRecord()
-                | f"Key{label}"
-                >> beam.ParDo(_KeyRecordDoFn(split)).with_outputs(FAILED_OUTPUT, main="records")
-            )
-            keyed.append(result.records)
-            failures.append(result[FAILED_OUTPUT])
-        return keyed | "FlattenRecords" >> beam.Flatten(), failures
-
-    def _partition(self, finished: beam.PCollection) -> dict:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         splits = list(self._patterns)
-        index = {split: i for i, split in enumerate(splits)}
-        parts = finished | "PartitionSplits" >> beam.Partition(
-            lambda kv, _: index[kv[0]], len(splits)
+        sources = [(_RECORDS, split, pattern) for split, pattern in self._patterns.items()]
+        sources.append((_CACHE, "", store.shard_pattern(self._namespace_dir)))
+        read = (
+            pbegin
+            | "ListPatterns" >> beam.Create(sources)
+            | "ListFiles" >> beam.FlatMap(_list_files)
+            | "ReshuffleFiles" >> beam.Reshuffle()
+            | "ReadFiles"
+            >> beam.ParDo(_ReadFileDoFn(self._plan.dim)).with_outputs(_SUMMARY, main="keyed")
         )
-        return {
-            split: parts[i] | f"Values{_label(split)}" >> beam.Values()
-            for i, split in enumerate(splits)
-        }
-
-
-def _count(computed, reused, failed, skipped, finished, splits) -> beam.PCollection:
-    """One dict of counts (COUNT_NAMES and records per split), each from its PCollection."""
-    tallies = (
-        computed | "TallyComputed" >> beam.Map(lambda _: {spec.PROP_COMPUTED: 1}),
-        reused,
-        failed | "TallyFailed" >> beam.Map(lambda _: {spec.PROP_FAILED: 1}),
-        skipped | "TallySkipped" >> beam.Map(lambda _: {spec.PROP_SHARDS_SKIPPED: 1}),
-        finished | "TallyWritten" >> beam.Map(lambda kv: {split_count_name(kv[0]): 1}),
-    )
-    names = COUNT_NAMES + tuple(split_count_name(s) for s in splits)
-    return (
-        tallies
-        | "FlattenTallies" >> beam.Flatten()
-        | "SumTallies" >> beam.CombineGlobally(TallyFn(names))
-    )
-
-
-# --- files -------------------------------------------------------------------------------
-
-
-def write_outputs(outputs: dict, output_uri: str, splits: Sequence[str]) -> None:
-    """Adds the writes: per split ``Split-<split>/data_tfrecord-*.gz``, FAILED_FILE
-    (JSON lines sorted by split, image_id, error) and COUNTS_FILE (one JSON object)."""
-    for split in splits:
-        prefix = join(split_uri(output_uri, split), TFRECORD_PREFIX)
-        _ = outputs[split] | f"Write{_label(split)}" >> beam.io.WriteToTFRecord(
-            prefix, file_name_suffix=".gz"
+        resolved = (
+            read.keyed
+            | "JoinWithCache" >> beam.GroupByKey()
+            | "ResolveHits"
+            >> beam.ParDo(_ResolveHitsDoFn()).with_outputs(_MISSES, _SUMMARY, main="hits")
         )
-    for output, name, formatter in (
-        (FAILED_OUTPUT, spec.FAILED_FILE, _failed_lines),
-        (COUNTS_OUTPUT, spec.COUNTS_FILE, _counts_json),
-    ):
-        label = _label(output)
-        _ = (
-            outputs[output]
-            | f"Collect{label}" >> beam.combiners.ToList()
-            | f"Format{label}" >> beam.Map(formatter)
-            | f"Write{label}File"
-            >> beam.io.WriteToText(
-                join(output_uri, name),
-                shard_name_template="",
-                num_shards=1,
-                append_trailing_newlines=False,
-            )
+        computed = (
+            resolved[_MISSES]
+            | "ComputeVectors" >> RunInference(BottleneckModelHandler(self._plan, self._batch_size))
+            | "AttachVectors"
+            >> beam.ParDo(_AttachVectorsDoFn()).with_outputs(_SUMMARY, main="records")
         )
+        output_staging = output_staging_dir(self._output_uri, self._run_id)
+        staging = {split: join(output_staging, f"Split-{split}") for split in splits}
+        staging[CACHE_DESTINATION] = store.staging_dir(self._namespace_dir, self._run_id)
+        finalized = (
+            (resolved.hits, computed.records)
+            | "FlattenRecords" >> beam.Flatten()
+            | "WriteStaged" >> beam.ParDo(_WriteStagedDoFn(staging))
+            | "ReshuffleStaged" >> beam.Reshuffle()
+            | "Finalize"
+            >> beam.ParDo(
+                _FinalizeDoFn(self._output_uri, self._namespace_dir, self._run_id)
+            ).with_outputs(_SUMMARY, main="done")
+        )
+        names = COUNT_NAMES + tuple(split_count_name(s) for s in splits)
+        summary = (
+            (read[_SUMMARY], resolved[_SUMMARY], computed[_SUMMARY], finalized[_SUMMARY])
+            | "FlattenSummary" >> beam.Flatten()
+            | "Summarize" >> beam.CombineGlobally(_SummaryFn(names))
+        )
+        _ = summary | "WriteSummary" >> beam.Map(_write_summary, self._output_uri, splits)
+        return summary
 
 
-def _failed_lines(records: list) -> str:
-    records = sorted(records, key=lambda r: (r["split"], r["image_id"], r["error"]))
-    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records)
+def run_bottlenecks(
+    make_pipeline: Callable[[], beam.Pipeline],
+    example_patterns: Mapping[str, str],
+    plan: CachePlan,
+    cache_dir: str,
+    output_uri: str,
+    batch_size: int = 32,
+    run_id: str = "",
+) -> dict:
+    """One whole run: namespace file, stale staging folders removed, the job, the counts.
 
+    Args:
+      make_pipeline: returns the Beam pipeline to run the job in (with its options).
+      example_patterns, plan, cache_dir, output_uri, batch_size: see ComputeBottlenecks.
+      run_id: this run's id; a new one (plan.new_run_id) when empty.
 
-def _counts_json(counts: list) -> str:
-    return json.dumps(counts[0], sort_keys=True) + "\n"
+    Returns:
+      The counts the job wrote (read_counts).
+    """
+    run_id = run_id or new_run_id()
+    namespace_dir = write_namespace_file(cache_dir, plan)
+    store.clean_stale_staging(namespace_dir)
+    staging = store.staging_dir(namespace_dir, run_id)
+    store.claim_staging(staging)
+    job = ComputeBottlenecks(example_patterns, plan, cache_dir, run_id, output_uri, batch_size)
+    with make_pipeline() as pipeline:
+        _ = pipeline | "ComputeBottlenecks" >> job
+    store.release_staging(staging)
+    store.release_staging(output_staging_dir(output_uri, run_id))
+    return read_counts(output_uri)
 
 
 def read_counts(output_uri: str) -> dict:
-    """The counts written by write_outputs."""
+    """The counts written by the job."""
     with tf.io.gfile.GFile(join(output_uri, spec.COUNTS_FILE)) as f:
         return json.load(f)
 
 
 def read_failures(output_uri: str) -> list[dict]:
-    """The failure records written by write_outputs."""
+    """The failure records written by the job."""
     with tf.io.gfile.GFile(join(output_uri, spec.FAILED_FILE)) as f:
         return [json.loads(line) for line in f.read().splitlines() if line]

@@ -1,7 +1,7 @@
 """Executor of BottleneckCache: thin glue between TFX artifacts and cache.ComputeBottlenecks.
 
 Reads the three input artifacts, makes the plan (plan.make_plan: cut, fingerprints,
-namespace), runs the Beam job, and writes a standard Examples artifact
+namespace), runs the Beam job (cache.run_bottlenecks), and writes a standard Examples artifact
 (``<uri>/Split-<split>/data_tfrecord-*.gz`` for every input split, split_names set)
 plus failed.jsonl and counts.json, whose values become custom properties.
 """
@@ -40,19 +40,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             params[spec.DROP_TOP_LAYERS_KEY],
             params[spec.POOLING_KEY],
         )
-        cache_dir = params[spec.CACHE_DIR_KEY]
-        plan_lib.write_namespace_file(cache_dir, plan)
         splits = artifact_utils.decode_split_names(examples.split_names)
         patterns = {
             s: plan_lib.join(artifact_utils.get_split_uri([examples], s), "*") for s in splits
         }
-        job = cache.ComputeBottlenecks(
-            patterns, plan, cache_dir, plan_lib.new_run_id(), params[spec.BATCH_SIZE_KEY]
-        )
         output.split_names = artifact_utils.encode_split_names(splits)
-        with self._make_beam_pipeline() as pipeline:
-            cache.write_outputs(pipeline | "ComputeBottlenecks" >> job, output.uri, splits)
-        counts = cache.read_counts(output.uri)
+        counts = cache.run_bottlenecks(
+            self._make_beam_pipeline,
+            patterns,
+            plan,
+            params[spec.CACHE_DIR_KEY],
+            output.uri,
+            params[spec.BATCH_SIZE_KEY],
+        )
         _set_properties(output, plan, counts)
         logging.info("BottleneckCache namespace %s: %s", plan.namespace, json.dumps(counts))
         written = sum(counts[cache.split_count_name(s)] for s in splits)

@@ -2,15 +2,22 @@
 
 A custom ``apache_beam.ml.inference.base.ModelHandler`` (tfx_bsl's RunInference loads
 through a TF1 session that cannot restore Keras 3 variables, and Beam's own
-tensorflow_inference module does not import with this package set). ``load_model``
-runs once per worker (RunInference shares it through ``shared.Shared``): it loads
-the base network from the Model artifact, cuts, pools and freezes it exactly as the
-plan says, checks the base fingerprint against the plan, and loads the transform
-graph. Decoding, resizing and scaling are the transform graph's, i.e.
-``pipeline.preprocessing``: the same pixels Transform and serving use.
+tensorflow_inference module does not import with this package set).
 
-Elements are ``(content_id, encoded image bytes)``; results are
-``PredictionResult(example=content_id, inference=float32 vector | InferenceFailure)``.
+``load_model`` (once per worker, shared through ``shared.Shared``) returns a
+``LazyExtractor``: the model is loaded on the first batch only, so a run in which
+every vector comes from the cache never loads it. The load itself goes through the
+process memo (extractor.py): with the in-memory DirectRunner it finds the extractor
+``make_plan`` built in the same process; elsewhere it reads the model file, checks
+that its sha256 is the one the plan was made from (the plan's fingerprint then holds
+without fingerprinting again), cuts, pools and freezes it exactly as the plan says
+(``pipeline.model_surgery``) and loads the transform graph. Decoding, resizing and
+scaling are the transform graph's, i.e. ``pipeline.preprocessing``: the same pixels
+Transform and serving use.
+
+Elements are ``(content_id, encoded image bytes, payload)`` (the payload, e.g. the
+records waiting for the vector, travels through untouched); results are
+``PredictionResult(example=element, inference=float32 vector | InferenceFailure)``.
 A batch is run whole; if TensorFlow rejects it (InvalidArgumentError: an undecodable
 image), it is run again one element at a time, so one bad image fails alone.
 """
@@ -18,6 +25,7 @@ image), it is run again one element at a time, so one bad image fails alone.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -27,13 +35,19 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from components.bottleneck_cache import bases
+from components.bottleneck_cache import extractor as extractor_lib
 from components.bottleneck_cache import transform as transform_lib
+from components.bottleneck_cache.extractor import Extractor
 from components.bottleneck_cache.plan import CachePlan
+from pipeline import model_surgery
 
 METRICS_NAMESPACE = "BottleneckCache"
+MODEL_LOADS = "model_loads"  # counter: extractors built by workers (memo misses)
 _MAX_ERROR_CHARS = 500
 
-Element = tuple[str, bytes]
+Element = tuple[str, bytes, Any]
+
+__all__ = ["BottleneckModelHandler", "Extractor", "InferenceFailure", "LazyExtractor"]
 
 
 class InferenceFailure(NamedTuple):
@@ -42,46 +56,55 @@ class InferenceFailure(NamedTuple):
     error: str
 
 
-class Extractor:
-    """The transform graph and the frozen extractor in one traced function.
-
-    Call it with a sequence of encoded images; it returns float32 [n, plan.dim].
-    """
-
-    def __init__(self, image_transform: transform_lib.ImageTransform, extractor, dim: int):
-        self._transform = image_transform
-        self._extractor = extractor
-        self._dim = dim
-        self._function = tf.function(
-            self._compute, input_signature=[tf.TensorSpec([None], tf.string)]
-        )
-
-    def _compute(self, encoded: tf.Tensor) -> tf.Tensor:
-        images = self._transform(encoded)
-        outputs = tf.cast(self._extractor(images, training=False), tf.float32)
-        return tf.reshape(outputs, [-1, self._dim])
-
-    def __call__(self, encoded_images: Sequence[bytes]) -> np.ndarray:
-        return self._function(tf.constant(list(encoded_images), tf.string)).numpy()
-
-
 def load_extractor(plan: CachePlan) -> Extractor:
-    """Builds the Extractor that ``plan`` describes.
+    """The Extractor that ``plan`` describes, from the process memo or built.
 
     Raises:
-        RuntimeError: the base network at plan.base_model_uri no longer has the
-            fingerprint the plan was made with (vectors would not match the namespace).
+        RuntimeError: the base model file or the transform graph at the plan's uris
+            no longer has the digest the plan was made from (vectors would not match
+            the namespace).
     """
-    sub_model = bases.cut_model(bases.load_base(plan.base_model_uri), plan.cut_layer)
-    found = bases.fingerprint(sub_model)
-    if found != plan.base_fingerprint:
+    return extractor_lib.get_or_build(plan.extractor_key, lambda: _build(plan))
+
+
+def _build(plan: CachePlan) -> Extractor:
+    data, digest = bases.read_base(plan.base_model_uri)
+    if digest != plan.base_digest:
         raise RuntimeError(
-            f"base model at {plan.base_model_uri} cut at {plan.cut_layer!r} has fingerprint "
-            f"{found}, but the run was planned with {plan.base_fingerprint}; was it modified?"
+            f"base model at {plan.base_model_uri} has file sha256 {digest}, but the run was "
+            f"planned with {plan.base_digest}; was it modified?"
         )
-    extractor = bases.build_extractor(sub_model, plan.pooling)
+    transform_digest = transform_lib.graph_digest(plan.transform_uri)
+    if transform_digest != plan.transform_digest:
+        raise RuntimeError(
+            f"transform graph at {plan.transform_uri} has digest {transform_digest}, but the "
+            f"run was planned with {plan.transform_digest}; was it modified?"
+        )
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, MODEL_LOADS).inc()
+    cut = model_surgery.cut_base(bases.load_bytes(data), plan.cut_layer)
+    frozen = model_surgery.freeze_extractor(cut, plan.pooling)
     image_transform = transform_lib.load_image_transform(plan.transform_uri)
-    return Extractor(image_transform, extractor, plan.dim)
+    return Extractor(image_transform, frozen, plan.dim)
+
+
+class LazyExtractor:
+    """An Extractor loaded on its first call (load_extractor)."""
+
+    def __init__(self, plan: CachePlan):
+        self._plan = plan
+        self._extractor: Extractor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._extractor is not None
+
+    def __call__(self, encoded_images: Sequence[bytes]) -> np.ndarray:
+        if self._extractor is None:
+            with self._lock:
+                if self._extractor is None:
+                    self._extractor = load_extractor(self._plan)
+        return self._extractor(encoded_images)
 
 
 def error_text(error: Exception) -> str:
@@ -98,42 +121,40 @@ def error_text(error: Exception) -> str:
     return (useful[-1] if useful else repr(error))[:_MAX_ERROR_CHARS]
 
 
-class BottleneckModelHandler(ModelHandler[Element, PredictionResult, Extractor]):
-    """Loads the frozen extractor once per worker and runs batches of images through it."""
+class BottleneckModelHandler(ModelHandler[Element, PredictionResult, LazyExtractor]):
+    """Runs batches of images through the frozen extractor, loaded on the first batch."""
 
     def __init__(self, plan: CachePlan, batch_size: int = 32):
         super().__init__()
         self._plan = plan
         self._batch_size = batch_size
 
-    def load_model(self) -> Extractor:
-        return load_extractor(self._plan)
+    def load_model(self) -> LazyExtractor:
+        return LazyExtractor(self._plan)
 
     def run_inference(
         self,
         batch: Sequence[Element],
-        model: Extractor,
+        model: LazyExtractor,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         del inference_args
         try:
-            vectors = model([image for _, image in batch])
+            vectors = model([element[1] for element in batch])
         except tf.errors.InvalidArgumentError:
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_split").inc()
             return [self._run_one(element, model) for element in batch]
-        ids = [content_id for content_id, _ in batch]
-        return [PredictionResult(i, vector) for i, vector in zip(ids, vectors, strict=True)]
+        return [PredictionResult(e, vector) for e, vector in zip(batch, vectors, strict=True)]
 
     @staticmethod
-    def _run_one(element: Element, model: Extractor) -> PredictionResult:
-        content_id, image = element
+    def _run_one(element: Element, model: LazyExtractor) -> PredictionResult:
         try:
-            return PredictionResult(content_id, model([image])[0])
+            return PredictionResult(element, model([element[1]])[0])
         except tf.errors.InvalidArgumentError as error:
-            return PredictionResult(content_id, InferenceFailure(error_text(error)))
+            return PredictionResult(element, InferenceFailure(error_text(error)))
 
     def get_num_bytes(self, batch: Sequence[Element]) -> int:
-        return sum(len(image) for _, image in batch)
+        return sum(len(element[1]) for element in batch)
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE

@@ -1,10 +1,16 @@
 """What one BottleneckCache run computes, and where its cache entries live.
 
 ``make_plan`` loads the base network and the transform graph once, in the executor's
-process, to resolve the cut layer, check that the base accepts the transform's images,
-measure the bottleneck shape and compute the two fingerprints. No example is read
-here: the vectors are computed by the Beam workers (handler.py), which load the
-models themselves.
+process, to resolve the cut layer (``pipeline.model_surgery``, as the Trainer does),
+check that the base accepts the transform's images, read the bottleneck shape and
+compute the two fingerprints. No example is read here: the vectors are computed by
+the Beam workers (handler.py).
+
+Loading is what costs (seconds for a MobileNetV2), so it is done at most once per
+process: the plan records the sha256 of the model file's bytes and of the transform
+graph's files, a plan already made in this process for the same digests and
+arguments is reused as is, and the extractor built here is remembered
+(extractor.py) for the RunInference worker of the same process.
 
 Cache namespace: sha256 of (format version, base fingerprint, resolved cut layer,
 applied pooling, transform fingerprint), truncated to NAMESPACE_CHARS hex digits.
@@ -22,6 +28,7 @@ import hashlib
 import json
 import os
 import posixpath
+import threading
 import uuid
 from typing import Any
 
@@ -29,11 +36,14 @@ import numpy as np
 import tensorflow as tf
 
 from components.bottleneck_cache import bases, spec
+from components.bottleneck_cache import extractor as extractor_lib
 from components.bottleneck_cache import transform as transform_lib
+from pipeline import model_surgery
 
 CACHE_FORMAT_VERSION = 1  # bump when the entry format or the vector semantics change
 NAMESPACE_CHARS = 24
 NAMESPACE_FILE = "namespace.json"
+_PLAN_MEMO_SIZE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +59,8 @@ class CachePlan:
         transform_fingerprint: transform.transform_fingerprint of the graph.
         shape: the bottleneck shape per image, before flattening.
         namespace: the cache namespace (see module docstring).
+        base_digest: sha256 of the base's .keras file bytes the plan was made from.
+        transform_digest: transform.graph_digest of the transform graph.
     """
 
     base_model_uri: str
@@ -59,6 +71,15 @@ class CachePlan:
     transform_fingerprint: str
     shape: tuple[int, ...]
     namespace: str
+    base_digest: str = ""
+    transform_digest: str = ""
+
+    @property
+    def extractor_key(self) -> extractor_lib.ExtractorKey:
+        """The key of this plan's extractor in the process memo (extractor.py)."""
+        return extractor_lib.ExtractorKey(
+            self.base_digest, self.transform_digest, self.cut_layer, self.pooling
+        )
 
     @property
     def dim(self) -> int:
@@ -115,7 +136,8 @@ def make_plan(
     drop_top_layers: int = 0,
     pooling: str = "avg",
 ) -> CachePlan:
-    """Loads the base and the transform once and fixes what the run computes.
+    """Fixes what the run computes, loading the base and the transform at most once per
+    process.
 
     Args:
         base_model_uri: the Model artifact's uri (directory holding model.keras).
@@ -126,48 +148,65 @@ def make_plan(
 
     Returns:
         The CachePlan, with the resolved cut layer, the applied pooling, the
-        bottleneck shape (measured on a probe image) and the namespace.
+        bottleneck shape and the namespace.
 
     Raises:
         FileNotFoundError: no model.keras at base_model_uri.
         ValueError: bad cut_layer / drop_top_layers / pooling (with the valid values),
             or a base whose input does not accept the transform's images.
     """
-    base = bases.load_base(base_model_uri)
-    resolved = bases.resolve_cut_layer(base, cut_layer, drop_top_layers)
-    sub_model = bases.cut_model(base, resolved)
-    extractor = bases.build_extractor(sub_model, pooling)
+    data, base_digest = bases.read_base(base_model_uri)
+    transform_digest = transform_lib.graph_digest(transform_uri)
+    memo_key = (base_digest, transform_digest, cut_layer, drop_top_layers, pooling)
+    with _plans_lock:
+        known = _plans.get(memo_key)
+    if known is not None:
+        return dataclasses.replace(
+            known, base_model_uri=base_model_uri, transform_uri=transform_uri
+        )
+    base = bases.load_bytes(data)
+    del data
+    resolved = model_surgery.resolve_cut_layer(base, cut_layer, drop_top_layers)
+    cut = model_surgery.cut_base(base, resolved)
+    applied = model_surgery.applied_pooling(cut, pooling)
+    frozen = model_surgery.freeze_extractor(cut, applied)
     image_transform = transform_lib.load_image_transform(transform_uri)
     transform_fp, probes = transform_lib.transform_fingerprint(image_transform)
-    _check_input(base, probes.shape[1:], base_model_uri)
-    shape = tuple(int(d) for d in extractor(probes[:1], training=False).shape[1:])
-    applied = bases.effective_pooling(sub_model, pooling)
-    base_fp = bases.fingerprint(sub_model)
-    return CachePlan(
+    model_surgery.check_input_size(
+        base,
+        probes.shape[1],
+        probes.shape[2],
+        source=f"the transform graph's output ({transform_uri})",
+        fix="set the image size in the config to the base network's input size",
+    )
+    shape = tuple(frozen.outputs[0].shape[1:])
+    if any(d is None for d in shape):  # measured on a probe image
+        shape = tuple(frozen(probes[:1], training=False).shape[1:])
+    base_fp = bases.fingerprint(cut)
+    plan = CachePlan(
         base_model_uri=base_model_uri,
         transform_uri=transform_uri,
         cut_layer=resolved,
         pooling=applied,
         base_fingerprint=base_fp,
         transform_fingerprint=transform_fp,
-        shape=shape,
+        shape=tuple(int(d) for d in shape),
         namespace=namespace_id(base_fp, resolved, applied, transform_fp),
+        base_digest=base_digest,
+        transform_digest=transform_digest,
     )
+    extractor_lib.remember(
+        plan.extractor_key, extractor_lib.Extractor(image_transform, frozen, plan.dim)
+    )
+    with _plans_lock:
+        _plans[memo_key] = plan
+        while len(_plans) > _PLAN_MEMO_SIZE:
+            del _plans[next(iter(_plans))]
+    return plan
 
 
-def _check_input(base, image_shape: tuple[int, ...], base_model_uri: str) -> None:
-    expected = tuple(base.inputs[0].shape[1:]) if len(base.inputs) == 1 else None
-    if expected is None or len(expected) != len(image_shape):
-        raise ValueError(
-            f"base model {base.name!r} ({base_model_uri}) must take one image input "
-            f"[batch, height, width, 3]; its inputs are {[tuple(i.shape) for i in base.inputs]}"
-        )
-    if any(want not in (None, got) for want, got in zip(expected, image_shape, strict=True)):
-        raise ValueError(
-            f"base model {base.name!r} expects images of shape {expected}, but the transform "
-            f"graph produces {tuple(image_shape)}: set the image size in the config to the "
-            "base network's input size"
-        )
+_plans_lock = threading.Lock()
+_plans: dict[tuple, CachePlan] = {}
 
 
 def new_run_id() -> str:

@@ -2,37 +2,40 @@
 
 Layout under ``<cache_dir>/<namespace>/`` (see plan.py for the namespace):
 
-* ``entries-<run id>-SSSSS-of-NNNNN.tfrecord.gz``: gzipped TFRecords, one small
-  tf.Example per vector: ENTRY_ID_KEY (sha256 hex of the encoded image bytes) and
+* ``entries-<run id>-<unique>.tfrecord.gz``: gzipped TFRecords, one small tf.Example
+  per vector: ENTRY_ID_KEY (sha256 hex of the encoded image bytes) and
   spec.BOTTLENECK_KEY (the flattened float32 vector). Every run writes new shards
-  under its own run id and never touches other files.
-* Atomicity comes from Beam's file sink: WriteToTFRecord writes into a temporary
-  ``beam-temp-entries-<run id>-<uuid>/`` sub-directory and renames complete files to
-  their final names when the write is finalized. SHARD_GLOB matches file names in
-  the namespace directory only, so temporary files never match; a run killed part
-  way leaves either complete shards or nothing.
+  under its own run id and never touches other shards.
+* Atomicity: a run writes each shard into its staging folder
+  ``beam-temp-entries-<run id>/`` and renames the complete file to its final name
+  only once the bundle that wrote it has been committed (cache.py). SHARD_GLOB
+  matches file names in the namespace directory only, so staged files never match;
+  a run killed part way leaves complete shards and a staging folder, which the next
+  run removes once it is no longer in use (``clean_stale_staging``). Shards are only
+  written when there is something to write: no empty shards.
 * Readers still distrust every shard: a shard that cannot be read to its end (a
   truncated or corrupt file, a record that is not a valid entry) is skipped whole,
   with a warning and a count, and its vectors are simply recomputed. Entries for the
   same id in several shards (a crash after a shard was finalized, concurrent runs)
   are allowed; the join keeps one.
-* An empty shard (a run that computed nothing) is deleted right after it is written.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import struct
+import time
+import zlib
 from collections.abc import Iterator
 
-import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
 from google.protobuf.message import DecodeError
 
 from components.bottleneck_cache import spec
-from components.bottleneck_cache.handler import METRICS_NAMESPACE
 from components.bottleneck_cache.plan import join
 
 ENTRY_ID_KEY = "content_id"  # bytes: sha256 hex of the encoded image bytes
@@ -40,6 +43,12 @@ SHARD_PREFIX = "entries"
 SHARD_SUFFIX = ".tfrecord.gz"
 SHARD_GLOB = f"{SHARD_PREFIX}-*{SHARD_SUFFIX}"
 SKIPPED_OUTPUT = "skipped_shards"  # {"shard", "error"} per unreadable shard
+# A run writes its shards into <namespace>/<STAGING_PREFIX><run id>/ and renames each
+# complete file to its final name. The prefix is also what Beam's own file sinks
+# used (beam-temp-entries-<run id>-<uuid>/), so stale folders of either are cleaned.
+STAGING_PREFIX = "beam-temp-entries-"
+OWNER_FILE = "OWNER.json"
+STALE_AFTER_S = 24 * 3600.0  # idle time after which an unowned staging folder is stale
 
 
 def shard_pattern(namespace_dir: str) -> str:
@@ -87,85 +96,153 @@ def decode_entry(record: bytes, dim: int) -> tuple[str, np.ndarray]:
 def read_shard(path: str, dim: int) -> list[tuple[str, np.ndarray]]:
     """Every entry of one shard; raises when any part of it cannot be read.
 
+    The gzip stream must be complete (end-of-stream marker and CRC-32 checked) and
+    the TFRecord framing must end exactly at its end: TensorFlow's own reader takes
+    a gzip file cut at some points for a shorter, valid one.
+
     Raises:
-        tf.errors.OpError: the file is missing, truncated or fails a checksum.
-        ValueError: a record is not a valid entry.
+        tf.errors.OpError: the file is missing or cannot be read.
+        ValueError: the file is truncated, not gzip, fails a checksum, or a record is
+            not a valid entry.
     """
-    dataset = tf.data.TFRecordDataset(path, compression_type="GZIP")
-    return [decode_entry(record.numpy(), dim) for record in dataset]
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    return [decode_entry(record, dim) for record in _tfrecords(_gunzip(data))]
 
 
-class _ReadShardDoFn(beam.DoFn):
-    """Shard path -> its (content id, vector) entries, or a SKIPPED_OUTPUT record."""
-
-    def __init__(self, dim: int):
-        self._dim = dim
-
-    def setup(self):
-        self._skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, spec.PROP_SHARDS_SKIPPED)
-        self._read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_entries_read")
-
-    def process(self, path: str) -> Iterator:
+def _gunzip(data: bytes) -> bytes:
+    """Decompresses every gzip member of `data`; raises ValueError unless all are whole."""
+    if not data:
+        raise ValueError("empty file: not a gzip stream")
+    parts = []
+    while data:
+        stream = zlib.decompressobj(wbits=31)
         try:
-            entries = read_shard(path, self._dim)
-        except (tf.errors.OpError, ValueError) as error:
-            message = getattr(error, "message", None) or str(error)
-            logging.warning("Skipping unreadable cache shard %s: %s", path, message)
-            self._skipped.inc()
-            yield beam.pvalue.TaggedOutput(SKIPPED_OUTPUT, {"shard": path, "error": message})
-            return
-        self._read.inc(len(entries))
-        yield from entries
+            parts.append(stream.decompress(data))
+            parts.append(stream.flush())
+        except zlib.error as error:
+            raise ValueError(f"not a valid gzip stream: {error}") from error
+        if not stream.eof:
+            raise ValueError("truncated gzip stream: no end-of-stream marker")
+        data = stream.unused_data
+    return b"".join(parts)
 
 
-class ReadCacheEntries(beam.PTransform):
-    """PBegin -> (content id, vector) of every readable shard, plus skipped shards.
+def _tfrecords(data: bytes) -> Iterator[bytes]:
+    """The records of uncompressed TFRecord bytes (length, crc, data, crc each)."""
+    offset = 0
+    while offset < len(data):
+        if offset + 12 > len(data):
+            raise ValueError(f"truncated TFRecord header at byte {offset}")
+        (length,) = struct.unpack_from("<Q", data, offset)
+        end = offset + 12 + length + 4
+        if end > len(data):
+            raise ValueError(f"truncated TFRecord of {length} bytes at byte {offset}")
+        yield data[offset + 12 : offset + 12 + length]
+        offset = end
 
-    Returns a DoOutputsTuple: ``.entries`` and ``[SKIPPED_OUTPUT]`` ({"shard",
-    "error"} per unreadable shard). Files are listed inside the pipeline (MatchFiles),
-    each shard read by one DoFn call.
+
+# --- staging: where a run's shards are written before they get their final name ----------
+def staging_dir(namespace_dir: str, run_id: str) -> str:
+    """The run's staging folder inside the namespace (STAGING_PREFIX + run id)."""
+    return join(namespace_dir, f"{STAGING_PREFIX}{run_id}")
+
+
+def final_shard_path(namespace_dir: str, run_id: str, unique: str) -> str:
+    """``entries-<run id>-<unique>.tfrecord.gz``: what SHARD_GLOB matches."""
+    return join(namespace_dir, f"{SHARD_PREFIX}-{run_id}-{unique}{SHARD_SUFFIX}")
+
+
+def claim_staging(directory: str) -> None:
+    """Creates a run's staging folder with OWNER_FILE: this host, process id and time.
+
+    The owner lets a later run tell a staging folder that is still in use (its process
+    is alive, or it is on another host and recent) from one left by a killed run.
     """
-
-    def __init__(self, namespace_dir: str, dim: int):
-        super().__init__()
-        self._pattern = shard_pattern(namespace_dir)
-        self._dim = dim
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "MatchShards" >> fileio.MatchFiles(self._pattern, fileio.EmptyMatchTreatment.ALLOW)
-            | "ShardPath" >> beam.Map(lambda metadata: metadata.path)
-            | "ReshuffleShards" >> beam.Reshuffle()
-            | "ReadShard"
-            >> beam.ParDo(_ReadShardDoFn(self._dim)).with_outputs(SKIPPED_OUTPUT, main="entries")
-        )
+    tf.io.gfile.makedirs(directory)
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    with tf.io.gfile.GFile(join(directory, OWNER_FILE), "w") as f:
+        f.write(json.dumps(owner))
 
 
-def _drop_if_empty(path: str) -> Iterator[str]:
-    """Deletes a just-written shard without records; yields the paths that remain."""
-    if any(True for _ in tf.data.TFRecordDataset(path, compression_type="GZIP").take(1)):
-        yield path
-    else:
-        tf.io.gfile.remove(path)
+def release_staging(directory: str) -> None:
+    """Removes a finished run's staging folder (left-overs of retried bundles included)."""
+    if tf.io.gfile.exists(directory):
+        tf.io.gfile.rmtree(directory)
 
 
-class WriteCacheEntries(beam.PTransform):
-    """(content id, vector) -> a new shard set of this run; returns the kept shard paths."""
+def _newest_mtime(directory: str) -> float:
+    newest = tf.io.gfile.stat(directory).mtime_nsec / 1e9
+    for parent, _, names in tf.io.gfile.walk(directory):
+        for name in names:
+            try:
+                newest = max(newest, tf.io.gfile.stat(join(parent, name)).mtime_nsec / 1e9)
+            except tf.errors.NotFoundError:  # removed meanwhile
+                continue
+    return newest
 
-    def __init__(self, namespace_dir: str, run_id: str):
-        super().__init__()
-        self._prefix = shard_prefix(namespace_dir, run_id)
 
-    def expand(self, vectors):
-        return (
-            vectors
-            | "EncodeEntries" >> beam.MapTuple(encode_entry)
-            | "WriteShards"
-            >> beam.io.WriteToTFRecord(
-                self._prefix,
-                file_name_suffix=SHARD_SUFFIX,
-                compression_type=CompressionTypes.GZIP,
-            )
-            | "DropEmptyShard" >> beam.FlatMap(_drop_if_empty)
-        )
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale(directory: str, stale_after_s: float = STALE_AFTER_S, now: float | None = None):
+    """Why a staging folder is no longer in use, or None while it may be.
+
+    Stale: its owner process (OWNER_FILE) is on this host and no longer runs; or,
+    for an owner on another host or a folder without an owner (such as Beam's own
+    ``beam-temp-entries-*`` of older versions), nothing in it changed for
+    stale_after_s. A folder whose owner process still runs on this host is in use.
+    """
+    now = time.time() if now is None else now
+    owner_path = join(directory, OWNER_FILE)
+    owner = None
+    if tf.io.gfile.exists(owner_path):
+        try:
+            with tf.io.gfile.GFile(owner_path) as f:
+                owner = json.loads(f.read())
+        except (ValueError, tf.errors.OpError):
+            owner = None
+    if (
+        isinstance(owner, dict)
+        and owner.get("host") == socket.gethostname()
+        and isinstance(owner.get("pid"), int)
+    ):
+        if owner["pid"] == os.getpid():
+            return None  # this process: a run of ours (maybe in another thread)
+        if _process_alive(owner["pid"]):
+            return None
+        return f"its process {owner['pid']} on this host has ended"
+    idle = now - _newest_mtime(directory)
+    if idle > stale_after_s:
+        return f"nothing in it changed for {idle:.0f} s"
+    return None
+
+
+def clean_stale_staging(namespace_dir: str, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+    """Removes the namespace's staging folders that are no longer in use (is_stale);
+    returns their paths. Complete shards and folders in use are never touched."""
+    if not tf.io.gfile.isdir(namespace_dir):
+        return []
+    removed = []
+    for name in tf.io.gfile.listdir(namespace_dir):
+        name = name.rstrip("/")
+        directory = join(namespace_dir, name)
+        if not name.startswith(STAGING_PREFIX) or not tf.io.gfile.isdir(directory):
+            continue
+        try:
+            reason = is_stale(directory, stale_after_s)
+            if reason is not None:
+                tf.io.gfile.rmtree(directory)
+        except tf.errors.NotFoundError:  # another run removed it first
+            continue
+        if reason is not None:
+            logging.info("Removed stale cache staging folder %s: %s", directory, reason)
+            removed.append(directory)
+    return removed

@@ -28,6 +28,8 @@ from components.image_example_gen.spec import IMAGE_KEY
 from pipeline.preprocessing import TRANSFORMED_IMAGE_KEY
 
 PROBE_DECIMALS = 4
+# The parts of a TransformGraph directory that load_image_transform reads.
+_GRAPH_PARTS = ("transform_fn", "transformed_metadata", "metadata")
 _PROBE_SEED = 20240611
 # (height, width, channels, format) of the probe images.
 _PROBES = (
@@ -126,3 +128,27 @@ def transform_fingerprint(transform: ImageTransform) -> tuple[str, np.ndarray]:
     rounded = np.round(transformed.astype(np.float64), PROBE_DECIMALS) + 0.0  # no -0.0
     digest.update(rounded.tobytes())
     return digest.hexdigest(), transformed
+
+
+def graph_digest(transform_uri: str) -> str:
+    """sha256 hex of the files of a TransformGraph directory that the graph is loaded
+    from (relative paths and bytes, in sorted order).
+
+    Cheap (nothing is loaded): it identifies the exact export a plan was made from. Two
+    exports of the same preprocessing differ here; their transform_fingerprint does not.
+    """
+    digest = hashlib.sha256()
+    for part in _GRAPH_PARTS:
+        root = transform_uri.rstrip("/") + "/" + part
+        if not tf.io.gfile.isdir(root):
+            continue
+        files = []
+        for directory, _, names in tf.io.gfile.walk(root):
+            files += [directory.rstrip("/") + "/" + name for name in names]
+        for path in sorted(files):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+            relative = path[len(transform_uri) :].lstrip("/")
+            digest.update(f"{relative}|{len(data)}\n".encode())
+            digest.update(data)
+    return digest.hexdigest()
