@@ -41,7 +41,7 @@ def _cmd_schema(args: argparse.Namespace) -> None:
     print(f"schema for {len(classes or [])} classes written to {args.out}; review and commit it")
 
 
-def _cmd_run(args: argparse.Namespace) -> None:
+def _cmd_run(args: argparse.Namespace) -> int:
     config = config_lib.load_config(args.config)
     from pipeline.local_runner import run_local
     from pipeline.run_summary import latest_run
@@ -52,8 +52,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
     print(f"\npipeline {config.pipeline_name} finished in {time.time() - start:.0f}s")
     print(f"  ran:    {', '.join(summary.ran()) or '-'}")
     print(f"  cached: {', '.join(summary.cached()) or '-'}")
-    _print_counts("ingest", summary.ingest_counts)
-    _print_counts("bottleneck cache", summary.cache_counts)
+    failed = sorted(node for node, state in summary.states.items() if state == "FAILED")
+    if failed:  # e.g. a resolver: TFX goes on without its output (a gate without baseline)
+        print(f"  FAILED: {', '.join(failed)} (see the errors logged above)")
+    _print_counts("ingest", summary.ingest_counts, summary.states.get("ImageExampleGen"))
+    _print_counts("bottleneck cache", summary.cache_counts, summary.states.get("BottleneckCache"))
     verdict = summary.evaluation_verdict()
     if verdict is not None:
         print(f"  evaluation: {verdict}")
@@ -66,11 +69,16 @@ def _cmd_run(args: argparse.Namespace) -> None:
         else:
             print("  pushed: nothing (the model was not blessed)")
     print(f"  artifacts under {config.pipeline_dir}")
+    return 1 if failed else 0
 
 
-def _print_counts(what: str, counts: dict[str, int]) -> None:
-    if counts:
-        print(f"  {what}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+def _print_counts(what: str, counts: dict[str, int], state: str | None) -> None:
+    if not counts:
+        return
+    text = ", ".join(f"{k} {v}" for k, v in counts.items())
+    if state == "CACHED":  # the counts are those of the run that made the artifact
+        text = f"nothing done this run (TFX's cache; when it ran: {text})"
+    print(f"  {what}: {text}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
@@ -149,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        status = args.func(args)
     except (config_lib.ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"tfx-transfer {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

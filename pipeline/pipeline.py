@@ -15,6 +15,7 @@ from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
 from components.base_model_gen.component import BaseModelGen
+from components.baseline_resolver import LatestBlessedOtherModelStrategy
 from components.bottleneck_cache.component import BottleneckCache
 from components.idempotent_pusher.executor import Executor as IdempotentPusherExecutor
 from components.image_example_gen.component import ImageExampleGen
@@ -217,10 +218,13 @@ def create_components(
     # The model now in service, to compare against.
     baseline = None
     if resolve_baseline:
+        # (not the candidate itself: an unchanged rerun then keeps the same baseline
+        # and Evaluator is served from TFX's cache; components/baseline_resolver.py).
         baseline = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            strategy_class=LatestBlessedOtherModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            candidate=trainer.outputs["model"],
         ).with_id("latest_blessed_model_resolver")
     # TFMA on the raw eval images through the exported signature: the gate.
     evaluator = tfx.components.Evaluator(

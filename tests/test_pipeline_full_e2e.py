@@ -64,6 +64,7 @@ def first(tmp_path_factory):
 def test_first_run_trains_blesses_and_pushes(first):
     _, config, summary = first
     assert TRAINED <= set(summary.ran()), summary.states
+    assert "FAILED" not in summary.states.values(), summary.states  # resolvers included
     assert summary.cache_counts["vectors_computed"] == summary.ingest_counts["ingested"] == 50
     assert summary.evaluation_verdict() == "blessed"
     pushed = summary.pushed_destination
@@ -99,16 +100,16 @@ def test_unchanged_runs_recompute_and_push_nothing(first):
     versions = os.listdir(os.path.join(config.serving.root, "digits"))
     run_local(config)
     second = latest_run(config.metadata_file, config.pipeline_name)
-    # Nothing is recomputed: no ingestion, bottleneck or training work.
-    assert {"ImageExampleGen", "Transform", "BottleneckCache", "Trainer"} <= set(second.cached())
-    # Evaluator runs once more (its baseline is now the served model, the same model),
-    # and Pusher publishes nothing new: that model is already served.
+    # Nothing is recomputed: not ingestion, bottlenecks, training or evaluation (the
+    # baseline excludes the candidate itself, so it is the same as in the first run),
+    # and Pusher publishes nothing new.
+    assert set(second.ran()) <= {"latest_blessed_model_resolver"}, second.states
+    assert "FAILED" not in second.states.values(), second.states
+    assert {"ImageExampleGen", "BottleneckCache", "Trainer", "Evaluator", "Pusher"} <= set(
+        second.cached()
+    )
     assert os.listdir(os.path.join(config.serving.root, "digits")) == versions
     assert second.pushed_destination == summary.pushed_destination
-    run_local(config)
-    third = latest_run(config.metadata_file, config.pipeline_name)
-    assert set(third.ran()) <= {"latest_blessed_model_resolver"}, third.states
-    assert os.listdir(os.path.join(config.serving.root, "digits")) == versions
 
 
 def test_a_worse_model_is_not_pushed(first):
@@ -118,6 +119,7 @@ def test_a_worse_model_is_not_pushed(first):
     run_local(worse)
     summary = latest_run(worse.metadata_file, worse.pipeline_name)
     assert "Trainer" in summary.ran() and "BottleneckCache" in summary.cached()
+    assert "FAILED" not in summary.states.values(), summary.states
     verdict = summary.evaluation_verdict()
     assert verdict.startswith("not blessed") and "against the served" in verdict, verdict
     assert summary.pushed_destination is None
