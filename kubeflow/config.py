@@ -310,14 +310,4 @@ def load_config(path: str) -> KubeflowConfig:
     Raises:
       ConfigError: the file is missing, is not YAML, or a field is invalid.
     """
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    try:
-        return config_from_dict(raw or {})
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    return pconf.read_yaml(path, config_from_dict)

@@ -16,8 +16,8 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import yaml
 
@@ -32,6 +32,7 @@ class ConfigError(ValueError):
 
 
 KIND_LAYERWISE = "layerwise_pretrain"
+T = TypeVar("T")
 
 
 def _choice(*allowed: str) -> dict[str, Any]:
@@ -443,6 +444,15 @@ def load_config(path: str) -> PipelineConfig:
     Raises:
       ConfigError: the file is missing, is not YAML, or a field is invalid.
     """
+    return read_yaml(path, config_from_dict)
+
+
+def read_yaml(path: str, from_dict: Callable[[Mapping[str, Any]], T]) -> T:
+    """Reads a YAML mapping and validates it with `from_dict`; errors name the file.
+
+    Raises:
+      ConfigError: the file is missing, is not YAML, or `from_dict` rejects a field.
+    """
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     with open(path, encoding="utf-8") as f:
@@ -451,6 +461,6 @@ def load_config(path: str) -> PipelineConfig:
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
     try:
-        return config_from_dict(raw or {})
+        return from_dict(raw or {})
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
