@@ -10,6 +10,9 @@ SEEDS ?= 5
 setup:
 	@bash scripts/setup.sh
 
+# TensorFlow's C++ INFO/WARNING lines (CUDA probing, rendezvous) drown the summaries.
+demo demo-layerwise: export TF_CPP_MIN_LOG_LEVEL ?= 2
+
 # Set up, write the bundled demo data, run the local pipeline on it, then print the
 # target accuracy of the transfer model next to the same network trained from scratch
 # on the same few labels, over SEEDS seeds (mean and spread).
