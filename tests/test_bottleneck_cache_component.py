@@ -197,7 +197,7 @@ def test_executor_raises_when_every_record_fails(tmp_path, inputs):
     [
         ({spec.POOLING_KEY: "mean"}, ValueError, r"pooling must be one of \['avg', 'max'"),
         ({spec.BATCH_SIZE_KEY: -2}, ValueError, "batch_size must be an integer >= 1"),
-        ({spec.CUT_LAYER_KEY: "nope"}, ValueError, r"'nope' is not a layer.*valid names: image, conv1"),
+        ({spec.CUT_LAYER_KEY: "nope"}, ValueError, r"'nope' is not a layer.*names: image, conv1"),
         ({spec.DROP_TOP_LAYERS_KEY: 50, spec.CUT_LAYER_KEY: ""}, ValueError, ">= 0 and <= 5"),
     ],
 )

@@ -46,8 +46,10 @@ class Extractor:
         self._transform = image_transform
         self._extractor = extractor
         self._dim = dim
+        # No AutoGraph: nothing here branches on tensors, and converting the transform
+        # layer's Python code cost about 13 s on the first trace in a fresh process.
         self._function = tf.function(
-            self._compute, input_signature=[tf.TensorSpec([None], tf.string)]
+            self._compute, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
 
     def _compute(self, encoded: tf.Tensor) -> tf.Tensor:
