@@ -407,7 +407,7 @@ class ComputeBottlenecks(beam.PTransform):
         sources.append((_CACHE, "", store.shard_pattern(self._namespace_dir)))
         listed = (
             pbegin
-            | "ListPatterns" >> beam.Create(sources)
+            | "ListPatterns" >> beam.Create(sources, reshuffle=False)  # ReshuffleFiles does
             | "ListFiles" >> beam.FlatMap(_list_files).with_outputs(_SUMMARY, main="files")
         )
         read = (
