@@ -581,7 +581,8 @@ def test_only_complete_shards_match_the_glob(tmp_path):
     assert tf.io.gfile.glob(pattern) == complete
     (matched,) = FileSystems.match([pattern])  # what ReadCacheEntries's MatchFiles uses
     assert [metadata.path for metadata in matched.metadata_list] == complete
-    assert store.shard_prefix(str(namespace), "run2") == str(namespace / "entries-run2")
+    final = store.final_shard_path(str(namespace), "run2", "0a1b")
+    assert final == str(namespace / "entries-run2-0a1b.tfrecord.gz")
 
 
 def test_error_text_keeps_the_line_that_says_what_went_wrong():

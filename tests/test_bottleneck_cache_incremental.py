@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.bottleneck_cache import bases, handler, spec, store
+from components.bottleneck_cache import extractor as extractor_lib
 from components.bottleneck_cache import plan as plan_lib
-from components.bottleneck_cache import spec, store
 from components.bottleneck_cache import transform as transform_lib
 from pipeline import preprocessing as pp
 from tests.test_bottleneck_cache_core import (
@@ -132,3 +133,41 @@ def test_transform_fingerprint_follows_every_preprocessing_choice(tmp_path, tran
     }
     fingerprints = {name: fingerprint(directory) for name, directory in variants.items()}
     assert len(set(fingerprints.values())) == len(variants), fingerprints
+
+
+def test_the_model_is_loaded_once_per_process_and_only_when_needed(
+    tmp_path, transform_dir, monkeypatch
+):
+    loads = []
+    load_bytes = bases.load_bytes
+    monkeypatch.setattr(bases, "load_bytes", lambda data: loads.append(1) or load_bytes(data))
+    base = save_base(tiny_cnn(seed=2), tmp_path / "base")  # loaded by no other test
+    images = [make_image(i, seed=8) for i in range(6)]
+    examples = write_examples(tmp_path / "examples", split_images(images))
+    cache_dir = tmp_path / "cache"
+
+    def run(examples_root, name):
+        plan, counts = run_job(
+            examples_root, base, transform_dir, cache_dir, tmp_path / name, cut_layer="relu1"
+        )
+        return plan, counts_of(counts)
+
+    plan, counts = run(examples, "first")
+    assert counts == (6, 0, 0)
+    assert len(loads) == 1  # make_plan's load, reused by the in-memory worker
+
+    extractor_lib.forget_all()
+    assert run(examples, "unchanged") == (plan, (0, 6, 0))
+    assert len(loads) == 1  # the plan is reused, and nothing to compute: no load
+    assert extractor_lib.recall(plan.extractor_key) is None
+
+    grown = write_examples(tmp_path / "grown", split_images([*images, make_image(0, seed=9)]))
+    assert run(grown, "grown")[1] == (1, 6, 0)
+    assert len(loads) == 2  # loaded by the worker, for its one batch
+    assert extractor_lib.recall(plan.extractor_key) is not None
+
+    # A worker that must load checks the file against the plan's digest.
+    extractor_lib.forget_all()
+    save_base(tiny_cnn(seed=3), tmp_path / "base")
+    with pytest.raises(RuntimeError, match="was it modified"):
+        handler.load_extractor(plan)

@@ -56,11 +56,6 @@ def shard_pattern(namespace_dir: str) -> str:
     return join(namespace_dir, SHARD_GLOB)
 
 
-def shard_prefix(namespace_dir: str, run_id: str) -> str:
-    """The file_path_prefix of one run's shards."""
-    return join(namespace_dir, f"{SHARD_PREFIX}-{run_id}")
-
-
 def encode_entry(content_id: str, vector: np.ndarray) -> bytes:
     """A serialized entry tf.Example."""
     train = tf.train
