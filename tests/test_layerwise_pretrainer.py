@@ -68,16 +68,30 @@ def test_layers_train_bottom_up_with_the_lower_ones_frozen(tmp_path):
 def test_each_level_reads_the_cached_outputs_of_the_layers_below(tmp_path):
     images = _images(20)
     work = tmp_path / "work"
-    result = stack.pretrain(_level0(tmp_path, images), LAYERS, CONFIG, str(work))
-    encoder = result.encoder
-    # Level k's cache (what stage k+1 trained on) is the frozen layers' output.
-    for level, top in ((1, "block1_pool"), (2, "block2_pool")):
-        cached = np.load(work / f"level{level}.npy", mmap_mode="r")
-        direct = model_surgery.cut_base(encoder, top)(images).numpy()
-        np.testing.assert_allclose(cached, direct, atol=1e-5)
+    checked = []
+
+    def check_level(index, groups):
+        # Level k's cache (what stage k trains on) is the frozen layers' output ...
+        if index > 0:
+            cached = np.load(work / f"level{index}.npy", mmap_mode="r")
+            direct = images
+            for group in groups[:index]:
+                for layer in group:
+                    direct = layer(direct)
+            np.testing.assert_allclose(cached, np.asarray(direct), atol=1e-5)
+            checked.append(index)
+        # ... and at most two levels are on disk at a time (level 0 is the caller's).
+        assert len(list(work.glob("level*.npy"))) <= 1
+
+    result = stack.pretrain(
+        _level0(tmp_path, images), LAYERS, CONFIG, str(work), on_stage_end=check_level
+    )
+    assert checked == [1, 2]
     assert result.layers[1].input_shape == (8, 7, 4)  # 'same' pooling of 15x13
     assert result.layers[2].input_shape == (4, 4, 6)
-    assert encoder.output.shape[1:] == (8,)
+    assert result.encoder.output.shape[1:] == (8,)
+    top = model_surgery.cut_base(result.encoder, "block2_pool")(images).numpy()
+    assert top.shape == (20, 4, 4, 6)
 
 
 def test_denoising_noise_is_absent_from_the_encoder(tmp_path):
@@ -229,6 +243,24 @@ def pretrained(tmp_path_factory):
         properties,
     )
     return model
+
+
+def test_an_empty_eval_split_trains_without_a_held_out_loss(tmp_path):
+    from tests.test_bottleneck_cache_core import write_transform
+
+    records = [make_record(make_image(i, seed=7), -1) for i in range(12)]
+    examples = standard_artifacts.Examples()
+    examples.uri = write_examples(tmp_path / "examples", {SPLITS[0]: records, SPLITS[1]: []})
+    examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
+    result, samples, images = executor.pretrain_from_examples(
+        examples,
+        write_transform(tmp_path / "transform"),
+        stack.parse_layers([{"filters": 2}]),
+        stack.PretrainConfig(epochs_per_layer=1, batch_size=4),
+        str(tmp_path / "work"),
+    )
+    assert images == len(samples) == 12  # the samples come from the train split
+    assert result.layers[0].val_loss == []
 
 
 def test_the_artifact_loads_as_a_base_and_cuts_like_one(pretrained):

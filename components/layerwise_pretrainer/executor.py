@@ -48,9 +48,14 @@ def _encoded_batches(files: list[str]) -> Iterator[tf.Tensor]:
     yield from ds.batch(_READ_BATCH)
 
 
+def count_images(files: list[str]) -> int:
+    """Records in the files (an empty split has files without records)."""
+    return sum(int(batch.shape[0]) for batch in _encoded_batches(files)) if files else 0
+
+
 def image_level(files: list[str], transform: ImageTransform, path: str) -> stack.LevelCache:
     """Level 0: every image of the files through the transform, once, into a memory map."""
-    count = sum(int(batch.shape[0]) for batch in _encoded_batches(files))
+    count = count_images(files)
     if count == 0:
         raise ValueError(f"no images in {files}: layer-wise pretraining needs images")
     item_shape = transform(next(_encoded_batches(files))[:1]).shape[1:]
@@ -73,12 +78,13 @@ def pretrain_from_examples(
             f"examples {examples.uri} have no {TRAIN_SPLIT!r} records: layer-wise pretraining "
             "trains on the train split"
         )
+    os.makedirs(workdir, exist_ok=True)
     transform = load_image_transform(transform_uri)
     train = image_level(train_files, transform, os.path.join(workdir, "train_level0.npy"))
     eval_files = split_files(examples, EVAL_SPLIT)
-    held_out = (
+    held_out = (  # an eval split may be empty (few images, a high train_ratio)
         image_level(eval_files, transform, os.path.join(workdir, "eval_level0.npy"))
-        if eval_files
+        if count_images(eval_files)
         else None
     )
     logging.info(

@@ -9,8 +9,9 @@ layers again (the same reasoning as the bottleneck cache), and memory stays flat
 dataset grows because training batches are read from the map.
 
 Layer names make cut points readable and match the builtin ``small_cnn``:
-``block{i}_conv`` and ``block{i}_pool`` for conv blocks, ``flatten`` and ``dense{j}``
-for dense layers. The assembled encoder takes ``[batch, height, width, 3]`` images and
+``block{i}_conv`` and ``block{i}_pool`` for conv blocks, ``flatten`` and ``dense{i}``
+for dense layers, i being the position in the whole stack (two conv blocks then one
+dense layer: ``dense3``). The assembled encoder takes ``[batch, height, width, 3]`` images and
 is an ordinary Keras functional model: the bottleneck cache and the Trainer cut,
 freeze and cache it like any other base.
 
@@ -296,6 +297,11 @@ class LevelCache:
     def close(self) -> None:
         self.array.flush()
 
+    def delete(self) -> None:
+        """Removes the file; the space is freed once the last view of the map is gone."""
+        del self.array
+        os.remove(self.path)
+
 
 class CacheBatches(keras.utils.PyDataset):
     """(x, x) batches read from a level cache: only one batch is in memory at a time.
@@ -473,6 +479,7 @@ def pretrain(
         if on_stage_end is not None:
             on_stage_end(index, groups)
         if index + 1 < len(layers):  # the next level's input, computed once
+            previous = (level, val_level)
             level = _next_level(
                 group, level, os.path.join(workdir, f"level{index + 1}.npy"), config.batch_size
             )
@@ -483,6 +490,12 @@ def pretrain(
                     os.path.join(workdir, f"val_level{index + 1}.npy"),
                     config.batch_size,
                 )
+            # Disk holds two levels at a time, not the sum of all: a level this function
+            # wrote is deleted once the next one exists (the caller's level 0 is kept).
+            if index > 0:
+                for cache in previous:
+                    if cache is not None:
+                        cache.delete()
     image = keras.Input(image_shape, name="image")
     x = image
     for group in groups:
