@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -61,6 +62,21 @@ class CompiledPipeline:
     path: str
     pipeline_spec: dict[str, Any]
     platform_spec: dict[str, Any]
+
+
+def pin_direct_workers(beam_args: list[str], cpu: float | None) -> list[str]:
+    """Replaces --direct_num_workers=0 with the step's CPU limit (rounded up, >= 1).
+
+    Beam reads 0 as multiprocessing.cpu_count(): the *node's* cores, not the
+    container's limit, so a 1-CPU step on a 32-core node would start 32 workers (each
+    importing TensorFlow) and be OOM-killed. The last --direct_num_workers wins, as in
+    Beam's own parsing.
+    """
+    workers = max(1, math.ceil(cpu)) if cpu else 1
+    return [
+        f"--direct_num_workers={workers}" if arg == "--direct_num_workers=0" else arg
+        for arg in beam_args
+    ]
 
 
 def runtime_parameters(kf: KubeflowConfig, config: PipelineConfig) -> dict[str, Any]:
@@ -125,9 +141,11 @@ def configure_components(pipeline, kf: KubeflowConfig) -> None:
                 f"components.{component_id}.beam_pipeline_args: {component_id} is not a "
                 "Beam-based component; remove them"
             )
-        if is_beam and (kf.beam_pipeline_args or own.beam_pipeline_args):
-            component.with_beam_pipeline_args([*kf.beam_pipeline_args, *own.beam_pipeline_args])
         res = kf.resources_of(component_id)
+        if is_beam and (kf.beam_pipeline_args or own.beam_pipeline_args):
+            component.with_beam_pipeline_args(
+                pin_direct_workers([*kf.beam_pipeline_args, *own.beam_pipeline_args], res.cpu)
+            )
         spec = resource_spec(
             cpu_limit=res.cpu,
             memory_limit=res.memory,

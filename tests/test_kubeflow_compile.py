@@ -8,6 +8,7 @@ run-time parameters, caching, Beam args, and that the KFP SDK loads the file.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
@@ -174,9 +175,20 @@ def test_beam_args_per_component(compiled, deployment):
     cache_args = _container(spec, "BottleneckCache")["args"]
     # The pipeline config's args, then the deployment's, then the component's own
     # (Beam's parser: the last one wins).
-    assert cache_args[-3:] == [*deployment.beam_pipeline_args, "--direct_num_workers=1"]
+    # --direct_num_workers=0 (Beam: the node's core count) becomes the step's CPU limit.
+    shared = list(deployment.beam_pipeline_args)
+    assert "--direct_num_workers=0" in shared
+    cache_cpu = deployment.resources_of("BottleneckCache").cpu
+    assert cache_args[-3:] == [
+        *kubeflow_compile.pin_direct_workers(shared, cache_cpu),
+        "--direct_num_workers=1",
+    ]
     evaluator_args = _container(spec, "Evaluator")["args"]
-    assert evaluator_args[-2:] == list(deployment.beam_pipeline_args)
+    evaluator_cpu = deployment.resources_of("Evaluator").cpu
+    assert evaluator_args[-2:] == kubeflow_compile.pin_direct_workers(shared, evaluator_cpu)
+    assert f"--direct_num_workers={math.ceil(evaluator_cpu)}" in evaluator_args
+    for name in ("Evaluator", "Transform", "StatisticsGen", "BottleneckCache"):
+        assert "--direct_num_workers=0" not in _container(spec, name)["args"]
     assert "--direct_running_mode=multi_processing" not in _container(spec, "Trainer")["args"]
 
 

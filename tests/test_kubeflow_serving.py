@@ -137,9 +137,29 @@ def test_validator_rejects_unknown_kinds():
         render.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}})
 
 
-@pytest.mark.parametrize("name", ["Digits", "digits_v2", "-digits", "x" * 53])
-def test_model_name_must_fit_kubernetes_names(name):
-    with pytest.raises(render.ManifestError, match="lowercase letters"):
+def test_a_model_name_kubernetes_does_not_accept_is_served_as_is():
+    # digits_layerwise (pipeline/configs/demo_layerwise.yaml): TF Serving takes it,
+    # Kubernetes object names do not, so only the object names are derived.
+    deployment, service = render.render("Digits_Layerwise", "gs://b/Digits_Layerwise")
+    assert deployment["metadata"]["name"] == service["metadata"]["name"]
+    assert service["metadata"]["name"] == "tf-serving-digits-layerwise"
+    container = _container(deployment)
+    assert "--model_name=Digits_Layerwise" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/Digits_Layerwise"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("digits_", "not a DNS-1123 label"),
+        ("-digits", "letters, digits"),
+        ("x" * 53, "not a DNS-1123 label"),
+        ("digits/v2", "letters, digits"),
+        ("", "letters, digits"),
+    ],
+)
+def test_model_name_must_fit_tf_serving_and_kubernetes_names(name, message):
+    with pytest.raises(render.ManifestError, match=message):
         render.render(name, f"gs://b/{name}")
 
 

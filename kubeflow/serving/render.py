@@ -34,8 +34,10 @@ TEMPLATES = {
 }
 # Kubernetes kind -> the kubernetes client's model of it.
 MODELS = {("apps/v1", "Deployment"): "V1Deployment", ("v1", "Service"): "V1Service"}
-# "tf-serving-" + name must be a DNS-1123 label (63 characters at most).
-_MODEL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+# The served name (TF Serving's --model_name, the URL path /v1/models/<name>).
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# "tf-serving-" + resource_name(model name) must be a DNS-1123 label (63 at most).
+_RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -69,8 +71,14 @@ def render(
     """
     if not _MODEL_NAME.match(model_name):
         raise ManifestError(
-            f"model name {model_name!r}: use lowercase letters, digits and '-' (at most "
-            "52 characters), since it names the Deployment and Service"
+            f"model name {model_name!r}: use letters, digits, '_', '.' and '-' (it is a "
+            "URL path segment of TF Serving's REST API)"
+        )
+    if not _RESOURCE_NAME.match(resource_name(model_name)):
+        raise ManifestError(
+            f"model name {model_name!r} gives the Kubernetes name "
+            f"{resource_name(model_name)!r}, not a DNS-1123 label: at most 52 characters, "
+            "starting and ending with a letter or digit"
         )
     if posixpath.basename(model_base_path.rstrip("/")) != model_name:
         raise ManifestError(
@@ -81,6 +89,7 @@ def render(
         raise ManifestError(f"GPU type {gpu_type!r} is not a node label value")
     values = {
         "MODEL_NAME": model_name,
+        "RESOURCE_NAME": resource_name(model_name),
         "MODEL_BASE_PATH": model_base_path.rstrip("/"),
         "SERVICE_ACCOUNT": service_account,
         "GPU_TYPE": gpu_type,
@@ -94,6 +103,11 @@ def render(
     for doc in docs:
         validate(doc)
     return docs
+
+
+def resource_name(model_name: str) -> str:
+    """The Deployment/Service name part for a model: lowercase, '_' and '.' -> '-'."""
+    return re.sub(r"[_.]", "-", model_name.lower())
 
 
 def validate(doc: Any) -> None:
