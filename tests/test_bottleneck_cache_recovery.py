@@ -208,14 +208,16 @@ def test_stale_staging_folders_are_removed_and_live_ones_kept(tmp_path):
     namespace.mkdir()
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    host = socket.gethostname()
+    host, here = socket.gethostname(), store.machine_id()
     day_ago = time.time() - 86400 * 2
     folders = {
-        "dead_owner": {"host": host, "pid": ended.pid},
-        "this_process": {"host": host, "pid": os.getpid()},
-        "live_owner": {"host": host, "pid": os.getppid()},
-        "other_host_recent": {"host": "elsewhere", "pid": 1},
-        "other_host_idle": {"host": "elsewhere", "pid": 1},
+        "dead_owner": {"host": host, "machine": here, "pid": ended.pid},
+        "this_process": {"host": host, "machine": here, "pid": os.getpid()},
+        "live_owner": {"host": host, "machine": here, "pid": os.getppid()},
+        # Same host name, another pid namespace (a container): its pid means nothing here.
+        "other_namespace_recent": {"host": host, "machine": "other", "pid": ended.pid},
+        "other_host_recent": {"host": "elsewhere", "machine": "elsewhere", "pid": 1},
+        "other_host_idle": {"host": "elsewhere", "machine": "elsewhere", "pid": 1},
         "unowned_recent": None,  # e.g. Beam's own beam-temp-entries-<run>-<uuid>/
         "unowned_idle": None,
     }

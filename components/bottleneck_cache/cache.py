@@ -477,10 +477,12 @@ def run_bottlenecks(
     staging = store.staging_dir(namespace_dir, run_id)
     store.claim_staging(staging)
     job = ComputeBottlenecks(example_patterns, plan, cache_dir, run_id, output_uri, batch_size)
-    with make_pipeline() as pipeline:
-        _ = pipeline | "ComputeBottlenecks" >> job
-    store.release_staging(staging)
-    store.release_staging(output_staging_dir(output_uri, run_id))
+    try:
+        with make_pipeline() as pipeline:
+            _ = pipeline | "ComputeBottlenecks" >> job
+    finally:  # a failed job's staged files were never finalized: nothing to keep
+        store.release_staging(staging)
+        store.release_staging(output_staging_dir(output_uri, run_id))
     return read_counts(output_uri)
 
 

@@ -155,7 +155,12 @@ def claim_staging(directory: str) -> None:
     is alive, or it is on another host and recent) from one left by a killed run.
     """
     tf.io.gfile.makedirs(directory)
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    owner = {
+        "host": socket.gethostname(),
+        "machine": machine_id(),
+        "pid": os.getpid(),
+        "started": time.time(),
+    }
     with tf.io.gfile.GFile(join(directory, OWNER_FILE), "w") as f:
         f.write(json.dumps(owner))
 
@@ -177,6 +182,23 @@ def _newest_mtime(directory: str) -> float:
     return newest
 
 
+def machine_id() -> str:
+    """Where a process id means the same process: host name, boot and pid namespace.
+
+    Containers may share a host name (host networking, or every one called
+    "localhost" on a shared cache volume) while each has its own process ids; a pid
+    is only compared within the same boot and pid namespace.
+    """
+    parts = [socket.gethostname()]
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            parts.append(f.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:  # not Linux: the host name alone
+        pass
+    return "|".join(parts)
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -190,8 +212,9 @@ def _process_alive(pid: int) -> bool:
 def is_stale(directory: str, stale_after_s: float = STALE_AFTER_S, now: float | None = None):
     """Why a staging folder is no longer in use, or None while it may be.
 
-    Stale: its owner process (OWNER_FILE) is on this host and no longer runs; or,
-    for an owner on another host or a folder without an owner (such as Beam's own
+    Stale: its owner process (OWNER_FILE) is on this machine (machine_id: host, boot,
+    pid namespace) and no longer runs; or, for an owner elsewhere or a folder without
+    an owner (such as Beam's own
     ``beam-temp-entries-*`` of older versions), nothing in it changed for
     stale_after_s. A folder whose owner process still runs on this host is in use.
     """
@@ -206,7 +229,7 @@ def is_stale(directory: str, stale_after_s: float = STALE_AFTER_S, now: float | 
             owner = None
     if (
         isinstance(owner, dict)
-        and owner.get("host") == socket.gethostname()
+        and owner.get("machine") == machine_id()
         and isinstance(owner.get("pid"), int)
     ):
         if owner["pid"] == os.getpid():
