@@ -60,14 +60,13 @@ class GpuConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ComponentConfig:
-    """Settings of one component, by its id (BottleneckCache, Trainer, ...)."""
+class ComponentConfig(ResourceConfig):
+    """Settings of one component, by its id (BottleneckCache, Trainer, ...).
 
-    # Override the default resources field by field (0: the default's value).
-    cpu: float = dataclasses.field(default=0.0, metadata=pconf._range(0.0))
-    memory: float = dataclasses.field(default=0.0, metadata=pconf._range(0.0))
-    cpu_request: float = dataclasses.field(default=0.0, metadata=pconf._range(0.0))
-    memory_request: float = dataclasses.field(default=0.0, metadata=pconf._range(0.0))
+    The ResourceConfig fields override the default resources field by field (0: the
+    default's value).
+    """
+
     gpu: GpuConfig | None = None
     # Appended after the default Beam args (later args win): Beam components only.
     beam_pipeline_args: tuple[str, ...] = ()

@@ -89,7 +89,12 @@ def save_keras(model: keras.Model, directory: str) -> str:
     return final_path
 
 
-def _resolve_keras_path(path_or_dir: str) -> str:
+def keras_model_path(path_or_dir: str) -> str:
+    """The .keras file: path_or_dir itself, or model.keras inside it when a directory.
+
+    Raises:
+        FileNotFoundError: neither exists; the message names what was looked for.
+    """
     if tf.io.gfile.isdir(path_or_dir):
         path = _join(path_or_dir, KERAS_MODEL_FILE)
         if not tf.io.gfile.exists(path):
@@ -123,7 +128,7 @@ def load_keras(
     Raises:
         FileNotFoundError: naming the path looked for.
     """
-    path = _resolve_keras_path(path_or_dir)
+    path = keras_model_path(path_or_dir)
     with tempfile.TemporaryDirectory() as local_dir:
         local_path = os.path.join(local_dir, KERAS_MODEL_FILE)
         tf.io.gfile.copy(path, local_path, overwrite=True)

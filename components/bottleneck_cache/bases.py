@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import posixpath
 import tempfile
 
 import keras
@@ -33,32 +32,17 @@ import tensorflow as tf
 from pipeline import model_io
 
 
-def _join(directory: str, name: str) -> str:
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
-
-
 def model_file(uri: str) -> str:
     """The .keras file of a Model artifact's uri (a directory holding model.keras) or
-    of a .keras path.
+    of a .keras path (``model_io.keras_model_path``).
 
     Raises:
         FileNotFoundError: neither exists; the message names what was looked for.
     """
-    if tf.io.gfile.isdir(uri):
-        path = _join(uri, model_io.KERAS_MODEL_FILE)
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(
-                f"base_model: cannot load the base network: no {model_io.KERAS_MODEL_FILE} "
-                f"in directory {uri} (looked for {path})"
-            )
-        return path
-    if not tf.io.gfile.exists(uri):
-        raise FileNotFoundError(
-            f"base_model: cannot load the base network: no Keras model at {uri}: expected "
-            f"a {model_io.KERAS_MODEL_FILE} file or a directory containing "
-            f"{model_io.KERAS_MODEL_FILE}"
-        )
-    return uri
+    try:
+        return model_io.keras_model_path(uri)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"base_model: cannot load the base network: {e}") from e
 
 
 def read_base(uri: str) -> tuple[bytes, str]:

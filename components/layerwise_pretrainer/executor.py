@@ -53,9 +53,14 @@ def count_images(files: list[str]) -> int:
     return sum(int(batch.shape[0]) for batch in _encoded_batches(files)) if files else 0
 
 
-def image_level(files: list[str], transform: ImageTransform, path: str) -> stack.LevelCache:
-    """Level 0: every image of the files through the transform, once, into a memory map."""
-    count = count_images(files)
+def image_level(
+    files: list[str], transform: ImageTransform, path: str, count: int | None = None
+) -> stack.LevelCache:
+    """Level 0: every image of the files through the transform, once, into a memory map.
+
+    `count` is the number of records when the caller has counted them already.
+    """
+    count = count_images(files) if count is None else count
     if count == 0:
         raise ValueError(f"no images in {files}: layer-wise pretraining needs images")
     item_shape = transform(next(_encoded_batches(files))[:1]).shape[1:]
@@ -82,9 +87,10 @@ def pretrain_from_examples(
     transform = load_image_transform(transform_uri)
     train = image_level(train_files, transform, os.path.join(workdir, "train_level0.npy"))
     eval_files = split_files(examples, EVAL_SPLIT)
-    held_out = (  # an eval split may be empty (few images, a high train_ratio)
-        image_level(eval_files, transform, os.path.join(workdir, "eval_level0.npy"))
-        if count_images(eval_files)
+    eval_count = count_images(eval_files)  # may be 0: few images, a high train_ratio
+    held_out = (
+        image_level(eval_files, transform, os.path.join(workdir, "eval_level0.npy"), eval_count)
+        if eval_count
         else None
     )
     logging.info(
