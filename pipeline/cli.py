@@ -60,12 +60,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     verdict = summary.evaluation_verdict()
     if verdict is not None:
         print(f"  evaluation: {verdict}")
+    serving = summary.serving_verdict()
+    if serving is not None:
+        print(f"  serving check: {serving}")
     if "Pusher" in summary.states:
         pushed = summary.pushed_destination
         if summary.states["Pusher"] == "CACHED":
             print(f"  pushed: nothing new (the unchanged model is already at {pushed})")
         elif pushed:
             print(f"  pushed: {pushed}")
+        elif serving is not None and serving.startswith("NOT servable"):
+            print("  pushed: nothing (the model does not answer under TF Serving's loader)")
         else:
             print("  pushed: nothing (the model was not blessed)")
     print(f"  artifacts under {config.pipeline_dir}")

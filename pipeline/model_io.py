@@ -12,13 +12,16 @@ The Keras flavour decision (one for the whole project):
   layer-wise pretrainer's output) are stored as native ``.keras`` files
   (``save_keras`` / ``load_keras``): the file keeps layer names and the graph of
   layers, so ``cut`` can take the sub-model up to a named layer.
-* The served and evaluated model is a TF SavedModel written by ``tf.saved_model.save``
-  from a ``tf.Module`` (``export_serving_model``) with two signatures:
+* The served and evaluated model is a TF SavedModel written by Keras 3's
+  ``keras.export.ExportArchive`` (``export_serving_model``) with two signatures:
   ``serving_default`` (serialized tf.Examples, input "examples"; what TFMA's Evaluator
   and TF Serving's default use) and ``predict_images`` (raw encoded image bytes, input
   "images"). Both return ``{"probabilities": float32 [batch, classes], "classes":
-  string [batch] (top-1 class name)}``. Decoding, resizing and scaling inside it are
-  ``pipeline.preprocessing.preprocess_images``: the same code Transform ran.
+  string [batch] (top-1 class name), "class_names": string [batch, classes]}``.
+  Decoding, resizing and scaling inside it are ``pipeline.preprocessing.preprocess_images``:
+  the same code Transform ran. It loads the TF Serving way (TF1 session, the
+  MetaGraph's saver, signature_def tensor names) as well as with ``tf.saved_model.load``;
+  docs/ARCHITECTURE.md says why the archive and not a ``tf.Module``.
 * Beam jobs load models with ``tf.saved_model.load`` (TF2) or ``keras.models.load_model``
   (``load_keras``), never through tfx_bsl's RunInference, whose TF1 session cannot
   restore Keras 3 variables. The exported SavedModel needs no Python code to load.
@@ -166,40 +169,42 @@ def cut(model: keras.Model, layer_name: str) -> keras.Model:
 
 
 # --- the serving SavedModel ------------------------------------------------------------
-class ServingModule(tf.Module):
-    """Raw bytes or tf.Examples -> preprocess_images -> classifier -> probabilities.
+def _serving_endpoints(classifier: keras.Model, image_spec: ImageSpec, class_names: Sequence[str]):
+    """(predict_images, serve_examples): plain functions over the classifier.
 
-    Holds the classifier (so its variables are saved), the ImageSpec (Python only, baked
-    into the traced graph) and the class names as a tf.constant.
+    Decoding, resizing and scaling are ``image_spec.preprocess`` (the code Transform
+    ran). An empty batch answers with empty outputs of the right shapes instead of
+    running the network on zero images (some kernels reject a zero-sized batch).
     """
+    names = tf.constant(list(class_names), dtype=tf.string)
+    num_classes = len(class_names)
 
-    def __init__(self, classifier: keras.Model, image_spec: ImageSpec, class_names: Sequence[str]):
-        super().__init__(name="serving_module")
-        self.classifier = classifier
-        self._image_spec = image_spec
-        self._class_names = tf.constant(list(class_names), dtype=tf.string)
+    def predict(encoded_images: tf.Tensor) -> dict[str, tf.Tensor]:
+        batch = tf.shape(encoded_images)[0]
 
-    def _predict(self, encoded_images: tf.Tensor) -> dict[str, tf.Tensor]:
-        images = self._image_spec.preprocess(encoded_images)
-        probabilities = tf.cast(self.classifier(images, training=False), tf.float32)
+        def classify():
+            images = image_spec.preprocess(encoded_images)
+            return tf.cast(classifier(images, training=False), tf.float32)
+
+        probabilities = tf.cond(batch > 0, classify, lambda: tf.zeros([0, num_classes], tf.float32))
+        probabilities = tf.ensure_shape(probabilities, [None, num_classes])
         top = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        batch = tf.shape(probabilities)[0]
         return {
             PROBABILITIES_OUTPUT: probabilities,
-            CLASSES_OUTPUT: tf.gather(self._class_names, top),
-            CLASS_NAMES_OUTPUT: tf.tile(self._class_names[tf.newaxis, :], [batch, 1]),
+            CLASSES_OUTPUT: tf.gather(names, top),
+            CLASS_NAMES_OUTPUT: tf.tile(names[tf.newaxis, :], [batch, 1]),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)])
-    def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+    def predict_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
         """Encoded image bytes (JPEG, PNG, GIF, BMP; any size) -> predictions."""
-        return self._predict(images)
+        return predict(images)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
-    def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         """Serialized tf.Examples with the encoded image under IMAGE_KEY -> predictions."""
         features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
-        return self._predict(features[IMAGE_KEY])
+        return predict(features[IMAGE_KEY])
+
+    return predict_images, serve_examples
 
 
 def _check_classifier(classifier: keras.Model, image_spec: ImageSpec, class_names) -> None:
@@ -226,8 +231,15 @@ def export_serving_model(
     image_spec: ImageSpec,
     class_names: Sequence[str],
     export_dir: str,
+    warmup_images: Sequence[bytes] = (),
 ) -> str:
     """Exports the served model: a SavedModel taking tf.Examples or raw image bytes.
+
+    Written with Keras 3's ``keras.export.ExportArchive``: the archive tracks the
+    ``tf.Variable`` behind every Keras variable the endpoints use, so the MetaGraph's
+    saver restores them in a TF1 session, the way TF Serving loads a model. (A Keras 3
+    model held as an attribute of a ``tf.Module`` and saved with ``tf.saved_model.save``
+    loads there but every request fails with "Could not find variable ...".)
 
     Args:
         classifier: Keras 3 model mapping preprocessed images [batch, height, width, 3]
@@ -236,6 +248,9 @@ def export_serving_model(
         image_spec: the preprocessing the classifier was trained with.
         class_names: class names in label-index order.
         export_dir: the SavedModel directory (local or a tf.io.gfile URL).
+        warmup_images: a few encoded images; when given, TF Serving's warm-up file
+            ``assets.extra/tf_serving_warmup_requests`` holds a request per signature
+            with them, so the first request after a load is not slow.
 
     Returns:
         export_dir.
@@ -244,10 +259,22 @@ def export_serving_model(
         ValueError: the classifier's static shapes contradict image_spec or class_names.
     """
     _check_classifier(classifier, image_spec, list(class_names))
-    module = ServingModule(classifier, image_spec, class_names)
-    signatures = {
-        SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
-        IMAGES_SIGNATURE: module.predict_images.get_concrete_function(),
-    }
-    tf.saved_model.save(module, export_dir, signatures=signatures)
+    predict_images, serve_examples = _serving_endpoints(classifier, image_spec, class_names)
+    archive = keras.export.ExportArchive()
+    archive.track(classifier)
+    archive.add_endpoint(
+        SERVING_SIGNATURE,
+        serve_examples,
+        input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)],
+    )
+    archive.add_endpoint(
+        IMAGES_SIGNATURE,
+        predict_images,
+        input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_INPUT)],
+    )
+    archive.write_out(export_dir, verbose=False)
+    if warmup_images:
+        from pipeline import serving_requests
+
+        serving_requests.write_warmup(export_dir, warmup_images)
     return export_dir

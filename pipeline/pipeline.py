@@ -20,6 +20,7 @@ from components.bottleneck_cache.component import BottleneckCache
 from components.idempotent_pusher.executor import Executor as IdempotentPusherExecutor
 from components.image_example_gen.component import ImageExampleGen
 from components.layerwise_pretrainer.component import LayerwisePretrainer
+from components.serving_check.component import ServingCheck
 from pipeline import model_io
 from pipeline.config import KIND_LAYERWISE, PipelineConfig
 from pipeline.trainer_config import MODE_FULL, TrainerConfig
@@ -233,11 +234,18 @@ def create_components(
         baseline_model=baseline.outputs["model"] if baseline else None,
         eval_config=eval_config(config),
     )
-    # Only a blessed model reaches <serving root>/<model_name>/<version>/, and a model
-    # that is already served there is not published again.
+    # The candidate loaded the way TF Serving loads it (TF1 session, signature_def
+    # names), in a fresh process, answering real eval images through both signatures:
+    # InfraValidator's role, without a model server (it runs under Kubeflow V2 too).
+    serving_check = ServingCheck(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"]
+    )
+    # Only a blessed, servable model reaches <serving root>/<model_name>/<version>/, and
+    # a model that is already served there is not published again.
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
         push_destination=runtime.get(RUNTIME_PUSH_DESTINATION, push_destination(config)),
         custom_executor_spec=executor_spec.ExecutorClassSpec(IdempotentPusherExecutor),
     )
@@ -247,6 +255,7 @@ def create_components(
         trainer,
         *([baseline] if baseline else []),
         evaluator,
+        serving_check,
         pusher,
     ]
 

@@ -1,8 +1,9 @@
 """Predictions from the pushed model: locally, or from TensorFlow Serving (gRPC, REST).
 
 Pusher writes `<serving_root>/<model_name>/<version>/` (TF Serving's layout). Locally
-the newest version is loaded with `tf.saved_model.load` and its `predict_images`
-signature is called on the raw file bytes: the model decodes and resizes itself.
+the newest version is loaded the way TF Serving loads it (TF1 session, signature_def
+tensor names) and its `predict_images` signature is called on the raw file bytes: the
+model decodes and resizes itself.
 Remotely the same signature is called through TF Serving's gRPC PredictionService
 (tensorflow-serving-api protos) or its REST API (`POST /v1/models/NAME:predict`, bytes
 as `{"b64": ...}`).
@@ -72,21 +73,25 @@ def _read(paths: Sequence[str]) -> list[bytes]:
 
 
 def predict_local(model_dir: str, paths: Sequence[str], k: int = 3) -> list[Prediction]:
-    """Loads the SavedModel and calls `predict_images` on the files' bytes.
+    """Loads the SavedModel as TF Serving does and calls `predict_images` on the files.
+
+    The loader is TF Serving's path (a TF1 session, signature_def tensor names), so a
+    local answer is the answer the server would give.
 
     Raises:
       tf.errors.InvalidArgumentError: a file is not a decodable image (named in the
         message by the CLI).
     """
-    import tensorflow as tf
+    from components.serving_check.tf_serving_probe import SessionModel
 
-    signature = tf.saved_model.load(model_dir).signatures[model_io.IMAGES_SIGNATURE]
-    outputs = signature(**{model_io.IMAGES_INPUT: tf.constant(_read(paths))})
+    model = SessionModel(model_dir)
+    try:
+        images = np.array(_read(paths), dtype=object)
+        outputs = model.run(model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: images})
+    finally:
+        model.close()
     return top_k(
-        outputs[model_io.PROBABILITIES_OUTPUT].numpy(),
-        outputs[model_io.CLASS_NAMES_OUTPUT].numpy(),
-        paths,
-        k,
+        outputs[model_io.PROBABILITIES_OUTPUT], outputs[model_io.CLASS_NAMES_OUTPUT], paths, k
     )
 
 

@@ -2,7 +2,8 @@
 
 Used by the CLI to print a summary after a run (which components ran, which were
 served from TFX's cache, what ingestion counted, how many bottleneck vectors were
-computed or reused, whether the model was blessed and pushed, and if not why), and
+computed or reused, whether the model was blessed, whether it answers the way TF
+Serving loads it, and whether it was pushed, and if not why), and
 by the end-to-end tests.
 """
 
@@ -75,6 +76,16 @@ class RunSummary:
             props = artifact.custom_properties
             if props.get("pushed") and props["pushed"].int_value == 1:
                 return props["pushed_destination"].string_value
+        return None
+
+    def serving_verdict(self) -> str | None:
+        """ServingCheck's verdict: 'servable: ...' or 'NOT servable: <why>'; None: no check."""
+        for artifact in self.outputs.get("ServingCheck", []):
+            props = artifact.custom_properties
+            if "blessed" in props:
+                word = "servable" if props["blessed"].int_value == 1 else "NOT servable"
+                reason = props["reason"].string_value if "reason" in props else ""
+                return f"{word}: {reason}" if reason else word
         return None
 
     def evaluation_verdict(self) -> str | None:

@@ -22,7 +22,8 @@ Transform ran.
    ``FineTuneModel``: in a Keras 3 functional model the outer ``training`` flag
    overrides a nested model's ``training=False``.
 3. Export: the classifier (preprocessed image -> extractor -> head -> probabilities) as
-   the serving SavedModel (``model_io.export_serving_model``) in serving_model_dir, as
+   the serving SavedModel (``model_io.export_serving_model``, with TF Serving warm-up
+   requests from the first eval images) in serving_model_dir, as
    ``<model dir>/model.keras`` (so the artifact can be another pipeline's base), and
    the reports in ``<model dir>/reports/`` (``trainer_reports``), where ``<model dir>``
    is the parent of serving_model_dir (the Model artifact's uri under TFX).
@@ -50,6 +51,7 @@ __all__ = ["ExportResult", "TrainResult", "TrainerConfig", "export", "run_fn", "
 HEAD_PHASE = "head"
 FINE_TUNE_PHASE = "fine_tune"
 FULL_PHASE = "full"
+WARMUP_IMAGES = 4  # eval images in TF Serving's warm-up requests (per signature)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,7 +420,16 @@ def export(
     Returns:
         The paths written and the exported model's eval accuracy.
     """
-    model_io.export_serving_model(result.classifier, config.image, class_names, serving_model_dir)
+    first = next(
+        data.encoded_eval_batches(data.record_files(eval_files, "eval"), WARMUP_IMAGES), None
+    )
+    model_io.export_serving_model(
+        result.classifier,
+        config.image,
+        class_names,
+        serving_model_dir,
+        warmup_images=list(first[0]) if first is not None else (),
+    )
     model_dir = posixpath.dirname(serving_model_dir.rstrip("/"))
     keras_path = model_io.save_keras(result.classifier, model_dir)
     labels, probabilities = predict_exported(

@@ -80,7 +80,8 @@ def test_every_component_present_with_its_dependencies(compiled, expected_pipeli
         "ImageExampleGen",
         "ImportSchemaGen",
     ]
-    assert set(_tasks(spec)["Pusher"]["dependentTasks"]) == {"Evaluator", "Trainer"}
+    assert set(_tasks(spec)["Pusher"]["dependentTasks"]) == {"Evaluator", "ServingCheck", "Trainer"}
+    assert set(_tasks(spec)["ServingCheck"]["dependentTasks"]) == {"ImageExampleGen", "Trainer"}
 
 
 def test_only_executors_open_source_kfp_runs(compiled):

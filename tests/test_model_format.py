@@ -151,9 +151,20 @@ def test_cut_unknown_layer_lists_valid_names(model):
 
 
 # --- serving SavedModel ---------------------------------------------------------------
-def test_signatures_have_the_serving_names_and_shapes(exported):
+def test_signatures_have_the_serving_names_and_shapes(exported, tf_serving):
     loaded = tf.saved_model.load(exported)
     assert set(loaded.signatures) == {SERVING_SIGNATURE, IMAGES_SIGNATURE}
+    # The names TF Serving sees: the MetaGraph's signature_defs under the session loader.
+    from components.serving_check.tf_serving_probe import SessionModel
+
+    session = SessionModel(exported)
+    assert {SERVING_SIGNATURE, IMAGES_SIGNATURE} <= set(session.signatures)
+    assert set(session.signatures[IMAGES_SIGNATURE].inputs) == {IMAGES_INPUT}
+    assert set(session.signatures[SERVING_SIGNATURE].inputs) == {EXAMPLES_INPUT}
+    for name in (SERVING_SIGNATURE, IMAGES_SIGNATURE):
+        outputs = set(session.signatures[name].outputs)
+        assert outputs == {PROBABILITIES_OUTPUT, CLASSES_OUTPUT, CLASS_NAMES_OUTPUT}
+    session.close()
     for name, input_name in ((SERVING_SIGNATURE, EXAMPLES_INPUT), (IMAGES_SIGNATURE, IMAGES_INPUT)):
         signature = loaded.signatures[name]
         _, inputs = signature.structured_input_signature
@@ -164,29 +175,37 @@ def test_signatures_have_the_serving_names_and_shapes(exported):
         assert outputs[CLASS_NAMES_OUTPUT].shape.as_list() == [None, len(CLASS_NAMES)]
 
 
-def test_both_signatures_equal_the_keras_model(model, exported):
+def test_both_signatures_equal_the_keras_model(model, exported, tf_serving):
     images = _images()
     expected = _expected(model, images)
     assert np.abs(expected - expected[0]).max() > 1e-4  # inputs really differ
     loaded = tf.saved_model.load(exported)
     by_bytes = loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: tf.constant(images)})
-    examples = tf.constant([_example(image) for image in images])
-    by_example = loaded.signatures[SERVING_SIGNATURE](**{EXAMPLES_INPUT: examples})
-    for result in (by_bytes, by_example):
-        assert np.abs(result[PROBABILITIES_OUTPUT].numpy() - expected).max() < 1e-5
+    examples = [_example(image) for image in images]
+    by_example = loaded.signatures[SERVING_SIGNATURE](**{EXAMPLES_INPUT: tf.constant(examples)})
+    results = [{k: v.numpy() for k, v in r.items()} for r in (by_bytes, by_example)]
+    # The same through TF Serving's loader path (TF1 session, signature_def names).
+    results.append(tf_serving(exported, IMAGES_SIGNATURE, {IMAGES_INPUT: images}))
+    results.append(tf_serving(exported, SERVING_SIGNATURE, {EXAMPLES_INPUT: examples}))
+    for result in results:
+        assert np.abs(result[PROBABILITIES_OUTPUT] - expected).max() < 1e-5
         top = [CLASS_NAMES[i].encode() for i in expected.argmax(axis=1)]
-        assert list(result[CLASSES_OUTPUT].numpy()) == top
+        assert list(result[CLASSES_OUTPUT]) == top
         names = [[n.encode() for n in CLASS_NAMES]] * len(images)
-        assert result[CLASS_NAMES_OUTPUT].numpy().tolist() == names
+        assert result[CLASS_NAMES_OUTPUT].tolist() == names
 
 
-def test_bad_bytes_raise_invalid_argument(exported):
+def test_bad_bytes_raise_invalid_argument(exported, tf_serving):
     loaded = tf.saved_model.load(exported)
-    images = tf.constant([_images()[0], b"not an image"])
+    images = [_images()[0], b"not an image"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
-        loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: images})
+        loaded.signatures[IMAGES_SIGNATURE](**{IMAGES_INPUT: tf.constant(images)})
     with pytest.raises(tf.errors.InvalidArgumentError):
         loaded.signatures[SERVING_SIGNATURE](**{EXAMPLES_INPUT: tf.constant([b"\x01junk"])})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        tf_serving(exported, IMAGES_SIGNATURE, {IMAGES_INPUT: images})
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf_serving(exported, SERVING_SIGNATURE, {EXAMPLES_INPUT: [b"\x01junk"]})
 
 
 def test_export_rejects_a_classifier_that_contradicts_the_spec(model, tmp_path):
@@ -206,17 +225,27 @@ _FRESH_PROCESS = textwrap.dedent(
 
     export_dir, images_json, out_path = sys.argv[1:]
     images = [bytes.fromhex(h) for h in json.load(open(images_json))]
-    loaded = tf.saved_model.load(export_dir)
-    by_bytes = loaded.signatures["predict_images"](images=tf.constant(images))
     example = lambda b: tf.train.Example(features=tf.train.Features(feature={
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))}))
-    examples = tf.constant([example(b).SerializeToString() for b in images])
-    by_example = loaded.signatures["serving_default"](examples=examples)
+    examples = [example(b).SerializeToString() for b in images]
+    # TF Serving's path: a TF1 session, the saver restore, signature_def tensor names.
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], export_dir)
+        def run(name, key, values):
+            sig = meta.signature_def[name]
+            fetch = {k: t.name for k, t in sig.outputs.items()}
+            return sess.run(fetch, {sig.inputs[key].name: np.array(values, dtype=object)})
+        by_bytes = run("predict_images", "images", images)
+        by_example = run("serving_default", "examples", examples)
+    loaded = tf.saved_model.load(export_dir)
+    revived = loaded.signatures["predict_images"](images=tf.constant(images))
     project_modules = {"pipeline", "components"} & set(sys.modules)
     assert not project_modules, f"project code was imported: {project_modules}"
-    np.savez(out_path, by_bytes=by_bytes["probabilities"].numpy(),
-             by_example=by_example["probabilities"].numpy(),
-             classes=by_bytes["classes"].numpy().astype(str))
+    np.savez(out_path, by_bytes=by_bytes["probabilities"],
+             by_example=by_example["probabilities"],
+             revived=revived["probabilities"].numpy(),
+             classes=by_bytes["classes"].astype(str))
     """
 )
 
@@ -236,4 +265,5 @@ def test_export_loads_in_a_fresh_process_without_project_code(model, exported, t
     expected = _expected(model, images)
     assert np.abs(out["by_bytes"] - expected).max() < 1e-5
     assert np.abs(out["by_example"] - expected).max() < 1e-5
+    assert np.abs(out["revived"] - expected).max() < 1e-5
     assert list(out["classes"]) == [CLASS_NAMES[i] for i in expected.argmax(axis=1)]

@@ -7,13 +7,16 @@ recomputes and pushes nothing; a worse model is blocked by the no-regression gat
 """
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from pipeline import model_io, predict
+from components.serving_check.tf_serving_probe import SessionModel
+from pipeline import model_io, predict, serving_requests
 from pipeline import schema as schema_lib
 from pipeline.config import config_from_dict
 from pipeline.demo_data import write_demo_data
@@ -22,7 +25,7 @@ from pipeline.run_summary import latest_run
 
 pytestmark = pytest.mark.e2e
 
-TRAINED = {"BaseModelGen", "BottleneckCache", "Trainer", "Evaluator", "Pusher"}
+TRAINED = {"BaseModelGen", "BottleneckCache", "Trainer", "Evaluator", "ServingCheck", "Pusher"}
 
 
 def _config(root, training, min_accuracy=0.0):
@@ -67,6 +70,7 @@ def test_first_run_trains_blesses_and_pushes(first):
     assert "FAILED" not in summary.states.values(), summary.states  # resolvers included
     assert summary.cache_counts["vectors_computed"] == summary.ingest_counts["ingested"] == 50
     assert summary.evaluation_verdict() == "blessed"
+    assert summary.serving_verdict().startswith("servable: 6 requests answered"), summary
     pushed = summary.pushed_destination
     assert pushed and os.path.dirname(pushed) == os.path.join(config.serving.root, "digits")
     assert os.path.basename(pushed).isdigit()  # <model_name>/<version>/ for TF Serving
@@ -81,18 +85,50 @@ def test_pushed_model_answers_a_tf_serving_predict_request(first):
     request.model_spec.name = "digits"
     request.model_spec.signature_name = model_io.IMAGES_SIGNATURE
     request.inputs[model_io.IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(images))
-    # What TF Serving does with it: the signature on the request's tensors.
-    loaded = tf.saved_model.load(model_dir)
-    signature = loaded.signatures[request.model_spec.signature_name]
-    outputs = signature(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
-    probabilities = outputs[model_io.PROBABILITIES_OUTPUT].numpy()
+    # What TF Serving does with it: a TF1 session on the pushed SavedModel, the
+    # request's tensors fed to the signature_def's tensor names.
+    model = SessionModel(model_dir)
+    response = model.predict(request)
+    probabilities = tf.make_ndarray(response.outputs[model_io.PROBABILITIES_OUTPUT])
     assert probabilities.shape == (3, 5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    assert outputs[model_io.CLASS_NAMES_OUTPUT].numpy()[0].tolist() == [
+    assert tf.make_ndarray(response.outputs[model_io.CLASS_NAMES_OUTPUT])[0].tolist() == [
         str(c).encode() for c in range(5, 10)
     ]
     with pytest.raises(tf.errors.InvalidArgumentError):
-        signature(**{model_io.IMAGES_INPUT: tf.constant([b"not an image"])})
+        model.run(model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: np.array([b"x"], object)})
+    # Better than chance on every target image (chance: 0.2), through TF Serving's path.
+    target = root / "demo" / "target"
+    paths = sorted(p for p in target.glob("*/*.png"))
+    answer = model.run(
+        model_io.IMAGES_SIGNATURE,
+        {model_io.IMAGES_INPUT: np.array([p.read_bytes() for p in paths], dtype=object)},
+    )
+    predicted = [c.decode() for c in answer[model_io.CLASSES_OUTPUT]]
+    accuracy = np.mean([name == p.parent.name for name, p in zip(predicted, paths, strict=True)])
+    assert accuracy > 0.4, accuracy
+    model.close()
+
+
+@pytest.mark.parametrize("signature", [model_io.IMAGES_SIGNATURE, model_io.SERVING_SIGNATURE])
+def test_saved_model_cli_runs_the_pushed_model(first, tmp_path, signature):
+    """TensorFlow's own tool, as a user would check a pushed version by hand."""
+    root, config, _ = first
+    model_dir = predict.latest_version_dir(config.serving.root, "digits")
+    image = root / "demo" / "target" / "5" / sorted(os.listdir(root / "demo" / "target" / "5"))[0]
+    value, key = image.read_bytes(), model_io.IMAGES_INPUT
+    if signature == model_io.SERVING_SIGNATURE:
+        value, key = serving_requests.image_example(value), model_io.EXAMPLES_INPUT
+    np.save(tmp_path / "one.npy", np.array([value], dtype=object))
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    command = [cli, "run", "--dir", model_dir, "--tag_set", "serve", "--signature_def"]
+    command += [signature, "--inputs", f"{key}={tmp_path / 'one.npy'}"]
+    command += ["--outdir", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    probabilities = np.load(tmp_path / "out" / f"{model_io.PROBABILITIES_OUTPUT}.npy")
+    assert probabilities.shape == (1, 5)
+    np.testing.assert_allclose(probabilities.sum(), 1.0, atol=1e-5)
 
 
 def test_unchanged_runs_recompute_and_push_nothing(first):

@@ -99,7 +99,7 @@ def test_the_pretrainer_trained_on_unlabelled_images_and_wrote_its_reports(run):
         assert os.path.getsize(os.path.join(reports, name)) > 1000
 
 
-def test_the_pushed_model_classifies_raw_image_bytes(run):
+def test_the_pushed_model_classifies_raw_image_bytes(run, tf_serving):
     root, config, _ = run
     model_dir = predict.latest_version_dir(config.serving.root, "digits")
     folder = root / "demo" / "target" / "8"
@@ -110,3 +110,6 @@ def test_the_pushed_model_classifies_raw_image_bytes(run):
     ].numpy()
     assert probabilities.shape == (2, 5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # The same answer the way TF Serving loads the model (TF1 session).
+    served = tf_serving(model_dir, model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: images})
+    np.testing.assert_allclose(served[model_io.PROBABILITIES_OUTPUT], probabilities, atol=1e-5)

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from components.serving_check.tf_serving_probe import SessionModel
 from pipeline import model_io, predict
 from pipeline.preprocessing import ImageSpec
 
@@ -78,34 +79,37 @@ def test_local_bad_bytes_is_an_invalid_argument_error(serving_root, tmp_path):
 
 
 class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Answers Predict like TF Serving: signature by name, tensors as TensorProtos."""
+    """Answers Predict like TF Serving: the model loaded the way TF Serving loads it
+    (TF1 session, signature_def names), the model by name, tensors as TensorProtos."""
 
-    def __init__(self, model_dir):
-        self._model = tf.saved_model.load(model_dir)
+    def __init__(self, model_name, model_dir):
+        self._name = model_name
+        self._model = SessionModel(model_dir)
 
     def Predict(self, request, context):  # noqa: N802 - gRPC's name
-        signature = self._model.signatures[request.model_spec.signature_name]
-        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        if request.model_spec.name != self._name:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}"
+            )
         try:
-            outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+            return self._model.predict(request)
         except tf.errors.InvalidArgumentError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)
-        response = predict_pb2.PredictResponse()
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
-        return response
 
 
 def test_grpc_predict_request_shape(serving_root, images):
     model_dir = predict.latest_version_dir(str(serving_root), "m")
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        _Servicer(model_dir), server
+        _Servicer("m", model_dir), server
     )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
         results = predict.predict_grpc(f"127.0.0.1:{port}", "m", images, k=3)
+        with pytest.raises(grpc.RpcError) as error:  # the server checks the model name
+            predict.predict_grpc(f"127.0.0.1:{port}", "other", images)
+        assert error.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         server.stop(None)
     expected = _direct(model_dir, images)
@@ -114,7 +118,7 @@ def test_grpc_predict_request_shape(serving_root, images):
 
 
 def _rest_handler(model_dir):
-    model = tf.saved_model.load(model_dir)
+    model = SessionModel(model_dir)  # TF Serving's loader path
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's name
@@ -122,17 +126,12 @@ def _rest_handler(model_dir):
             assert self.path == "/v1/models/m:predict"
             data = [base64.b64decode(row["b64"]) for row in body["instances"]]
             try:
-                out = model.signatures[body["signature_name"]](images=tf.constant(data))
+                out = model.run(body["signature_name"], {"images": np.array(data, dtype=object)})
                 rows = [
                     {
                         k: (v[i].tolist() if v.ndim > 1 else v[i].item())
                         for k, v in (
-                            (
-                                k,
-                                np.char.decode(t.numpy().astype(bytes))
-                                if t.dtype == tf.string
-                                else t.numpy(),
-                            )
+                            (k, np.char.decode(t.astype(bytes)) if t.dtype == object else t)
                             for k, t in out.items()
                         )
                     }

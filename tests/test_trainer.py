@@ -27,7 +27,8 @@ from tfx.utils import path_utils, proto_utils
 
 from components.bottleneck_cache.spec import BOTTLENECK_KEY
 from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
-from pipeline import model_io, model_surgery, schema, trainer, trainer_data
+from components.serving_check.tf_serving_probe import SessionModel
+from pipeline import model_io, model_surgery, schema, serving_requests, trainer, trainer_data
 from pipeline.preprocessing import ImageSpec
 from pipeline.trainer_config import TrainerConfig
 
@@ -236,10 +237,21 @@ def _assert_export_matches(serving_dir: str, classifier: keras.Model, encoded) -
     by_examples = loaded.signatures[model_io.SERVING_SIGNATURE](
         examples=tf.constant(_serialized(encoded))
     )
-    for outputs in (by_images, by_examples):
-        got = outputs[model_io.PROBABILITIES_OUTPUT].numpy()
+    # ... and the same answers the way TF Serving loads the model (TF1 session).
+    session = SessionModel(serving_dir)
+    by_session = [
+        session.run(model_io.IMAGES_SIGNATURE, {"images": np.array(encoded, dtype=object)}),
+        session.run(
+            model_io.SERVING_SIGNATURE,
+            {"examples": np.array(_serialized(encoded), dtype=object)},
+        ),
+    ]
+    session.close()
+    answers = [{k: v.numpy() for k, v in o.items()} for o in (by_images, by_examples)]
+    for outputs in answers + by_session:
+        got = outputs[model_io.PROBABILITIES_OUTPUT]
         assert np.max(np.abs(got - expected)) < 1e-5
-        names = [c.decode() for c in outputs[model_io.CLASSES_OUTPUT].numpy()]
+        names = [c.decode() for c in outputs[model_io.CLASSES_OUTPUT]]
         assert names == [CLASSES[i] for i in np.argmax(expected, axis=1)]
 
 
@@ -407,6 +419,19 @@ def test_fine_tuned_export_equals_the_keras_classifier(world, fine_tune_run):
     exported = fine_tune_run["exported"]
     classifier = fine_tune_run["result"].classifier
     _assert_export_matches(exported.serving_model_dir, classifier, _eval_bytes(world))
+    # TF Serving's warm-up file: both signatures on the first eval images, answering.
+    warmup = serving_requests.warmup_path(exported.serving_model_dir)
+    logs = list(serving_requests.read_prediction_logs(warmup))
+    assert [log.predict_log.request.model_spec.signature_name for log in logs] == [
+        model_io.IMAGES_SIGNATURE,
+        model_io.SERVING_SIGNATURE,
+    ]
+    session = SessionModel(exported.serving_model_dir)
+    for log in logs:
+        response = session.predict(log.predict_log.request)
+        probabilities = tf.make_ndarray(response.outputs[model_io.PROBABILITIES_OUTPUT])
+        assert probabilities.shape == (min(trainer.WARMUP_IMAGES, len(_eval_bytes(world))), 3)
+    session.close()
     with open(exported.reports["metrics"]) as f:
         metrics = json.load(f)
     assert metrics["fine_tune"]["unfrozen_layers"] == 1

@@ -1,0 +1,70 @@
+"""ServingCheck: bless a model for push only if it answers the way TF Serving loads it.
+
+TFX's own answer, InfraValidator, starts a real model server (Docker or Kubernetes)
+and raises NotImplementedError under the Kubeflow V2 runner. This component runs
+everywhere the pipeline runs: it loads the Trainer's serving model exactly as TF
+Serving does (TF1 session, saver restore, signature_def tensor names) in a fresh
+Python process with none of this project's code imported, sends TF Serving
+PredictRequests built from eval images through both signatures (and replays the
+model's warm-up file), checks each answer equals the in-process model's, and writes
+the standard ``InfraBlessing`` that the standard Pusher reads (``infra_blessing``):
+custom property ``blessed`` 1 or 0 and a file ``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED``
+like InfraValidator's, plus ``reason`` (a sentence) and ``serving_check.json``.
+"""
+
+import json
+import os
+import tempfile
+
+from absl import logging
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from components.image_example_gen.spec import EVAL_SPLIT
+from components.serving_check import check
+
+BLESSED_KEY = "blessed"  # what tfx's Pusher reads (model_utils.is_infra_validated)
+REASON_KEY = "reason"
+BLESSED_FILE = "INFRA_BLESSED"
+NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
+RESULT_FILE = "serving_check.json"
+
+
+@tfx.dsl.components.component
+def ServingCheck(  # noqa: N802 (TFX components are classes by convention)
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
+    num_examples: tfx.dsl.components.Parameter[int] = 8,
+    timeout_seconds: tfx.dsl.components.Parameter[int] = 900,
+) -> None:
+    """Blesses the model (InfraBlessing) when it serves under TF Serving's loader."""
+    model_dir = path_utils.serving_model_path(model.uri)
+    images = check.eval_images(artifact_utils.get_split_uri([examples], EVAL_SPLIT), num_examples)
+    with tempfile.TemporaryDirectory() as work_dir:
+        result = check.check_servable(model_dir, images, work_dir, float(timeout_seconds))
+        _copy_evidence(work_dir, blessing.uri)
+    tfx.dsl.io.fileio.makedirs(blessing.uri)
+    marker = BLESSED_FILE if result.servable else NOT_BLESSED_FILE
+    with tfx.dsl.io.fileio.open(os.path.join(blessing.uri, marker), "w") as f:
+        f.write(result.reason + "\n")
+    with tfx.dsl.io.fileio.open(os.path.join(blessing.uri, RESULT_FILE), "w") as f:
+        json.dump(result.to_dict(), f, indent=2)
+    blessing.set_int_custom_property(BLESSED_KEY, int(result.servable))
+    blessing.set_string_custom_property(REASON_KEY, result.reason)
+    if result.servable:
+        logging.info("ServingCheck: servable: %s", result.reason)
+    else:
+        logging.warning(
+            "ServingCheck: NOT servable, the model will not be pushed: %s", result.reason
+        )
+
+
+def _copy_evidence(work_dir: str, uri: str) -> None:
+    """The probe's report and log, for a person who wants to see why."""
+    tfx.dsl.io.fileio.makedirs(uri)
+    for name in (check.REPORT_FILE, check.LOG_FILE):
+        source = os.path.join(work_dir, name)
+        if os.path.exists(source):
+            tfx.dsl.io.fileio.copy(source, os.path.join(uri, name), overwrite=True)
