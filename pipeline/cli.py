@@ -9,7 +9,15 @@
     tfx-transfer compile [--config kubeflow/configs/demo.yaml] [--output FILE.yaml]
                                                 compile for Kubeflow Pipelines (KFP v2)
 
-Config errors and bad input exit with status 2 and one clear message, not a traceback.
+Every failure is one message on stderr (no traceback) and an exit status:
+
+    0  done
+    1  the run finished but a step FAILED (listed in the summary)
+    2  bad config, bad arguments or bad input files (the message names the fix)
+    3  another run is using the same pipeline root (`run --wait` waits for it)
+    4  a pipeline step stopped the run (data that does not match the schema, too few
+       labelled images, an error inside a component); the message says which
+    5  TF Serving could not be reached, or answered with an error (`predict --server`)
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import time
 from pipeline import config as config_lib
 
 DEFAULT_CONFIG = "pipeline/configs/demo.yaml"
+# Bad config, arguments or input files: exit status 2.
+_USER_ERRORS = (config_lib.ConfigError, FileNotFoundError, FileExistsError, ValueError, OSError)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> None:
@@ -37,19 +47,37 @@ def _cmd_schema(args: argparse.Namespace) -> None:
     classes = None if args.unlabelled else schema.class_names_in(args.data_root)
     if classes is not None and not classes:
         raise ValueError(f"{args.data_root!r} has no class sub-folders; use --unlabelled")
+    if classes is not None and len(classes) < 2:
+        raise ValueError(
+            f"{args.data_root!r} has one class folder ({classes[0]!r}); a classifier needs at "
+            "least 2: add a sub-folder of images for each other class, then run this again "
+            "(or --unlabelled for images without labels)"
+        )
     schema.write_schema(schema.build_schema(classes), args.out)
     print(f"schema for {len(classes or [])} classes written to {args.out}; review and commit it")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = config_lib.load_config(args.config)
-    from pipeline.local_runner import run_local
+    from pipeline import preflight
+    from pipeline.local_runner import RunInProgressError, run_local
     from pipeline.run_summary import latest_run
 
+    preflight.check(config)
     start = time.time()
-    run_local(config)
+    try:
+        run_local(config, wait=args.wait)
+    except RunInProgressError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a step failed: one message, status 4
+        raise StepFailedError(_step_message(error)) from error
     summary = latest_run(config.metadata_file, config.pipeline_name)
-    print(f"\npipeline {config.pipeline_name} finished in {time.time() - start:.0f}s")
+    return print_summary(config, summary, time.time() - start)
+
+
+def print_summary(config, summary, seconds: float) -> int:
+    """Prints what the run did (read back from ML Metadata); 1 when a step FAILED."""
+    print(f"\npipeline {config.pipeline_name} finished in {seconds:.0f}s")
     print(f"  ran:    {', '.join(summary.ran()) or '-'}")
     print(f"  cached: {', '.join(summary.cached()) or '-'}")
     failed = sorted(node for node, state in summary.states.items() if state == "FAILED")
@@ -67,6 +95,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pushed = summary.pushed_destination
         if summary.states["Pusher"] == "CACHED":
             print(f"  pushed: nothing new (the unchanged model is already at {pushed})")
+        elif summary.already_served:
+            print(f"  pushed: nothing new (the same model is already served at {pushed})")
         elif pushed:
             print(f"  pushed: {pushed}")
         elif serving is not None and serving.startswith("NOT servable"):
@@ -75,6 +105,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print("  pushed: nothing (the model was not blessed)")
     print(f"  artifacts under {config.pipeline_dir}")
     return 1 if failed else 0
+
+
+class StepFailedError(RuntimeError):
+    """A pipeline step stopped the run (exit status 4)."""
+
+
+class ServerError(RuntimeError):
+    """TF Serving could not be reached or answered an error (exit status 5)."""
+
+
+def _step_message(error: Exception) -> str:
+    from components.anomaly_gate.gate import DataAnomalyError
+
+    if isinstance(error, DataAnomalyError):
+        return f"the data check stopped the run: {error}"
+    if isinstance(error, (ValueError, FileNotFoundError)):  # our steps name the fix
+        return f"a pipeline step failed: {error}"
+    logging.error("the pipeline failed", exc_info=error)  # a bug report needs the trace
+    return f"a pipeline step failed: {type(error).__name__}: {error} (traceback logged above)"
 
 
 def _print_counts(what: str, counts: dict[str, int], state: str | None) -> None:
@@ -91,10 +140,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     if args.server:
         name = args.model_name or config_lib.load_config(args.config).serving.model_name
-        if args.protocol == "rest":
-            results = predict.predict_rest(args.server, name, args.images, args.top_k)
-        else:
-            results = predict.predict_grpc(args.server, name, args.images, args.top_k)
+        try:
+            if args.protocol == "rest":
+                results = predict.predict_rest(args.server, name, args.images, args.top_k)
+            else:
+                results = predict.predict_grpc(args.server, name, args.images, args.top_k)
+        except predict.ServerError as e:
+            raise ServerError(str(e)) from e
     else:
         model_dir = args.model_dir
         if not model_dir:
@@ -133,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
     run.add_argument("--config", default=DEFAULT_CONFIG)
+    run.add_argument(
+        "--wait", action="store_true", help="wait for a run holding the pipeline root to end"
+    )
     run.set_defaults(func=_cmd_run)
 
     schema = sub.add_parser("schema", help="write the tf.Example schema for an image folder")
@@ -161,11 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from pipeline.local_runner import RunInProgressError
+
+    statuses = ((RunInProgressError, 3), (StepFailedError, 4), (ServerError, 5))
     try:
         status = args.func(args)
-    except (config_lib.ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except _USER_ERRORS as e:
         print(f"tfx-transfer {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except tuple(kind for kind, _ in statuses) as e:
+        print(f"tfx-transfer {args.command}: error: {e}", file=sys.stderr)
+        return next(code for kind, code in statuses if isinstance(e, kind))
     return status or 0
 
 

@@ -60,6 +60,10 @@ class DataConfig:
     max_pixels: int = dataclasses.field(default=50_000_000, metadata=_range(1))
     # Downscale at ingest so that the longest side is at most this; 0 keeps originals.
     max_side: int = dataclasses.field(default=0, metadata=_range(0))
+    # With a base model, the run stops before training unless every class of the
+    # schema has at least this many labelled images in each split (after quarantine).
+    min_train_per_class: int = dataclasses.field(default=3, metadata=_range(1))
+    min_eval_per_class: int = dataclasses.field(default=2, metadata=_range(1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,7 @@ import keras
 import tensorflow as tf
 
 from components.image_example_gen.spec import IMAGE_KEY
+from pipeline import preprocessing
 from pipeline.preprocessing import ImageSpec
 
 KERAS_MODEL_FILE = "model.keras"
@@ -169,6 +170,37 @@ def cut(model: keras.Model, layer_name: str) -> keras.Model:
 
 
 # --- the serving SavedModel ------------------------------------------------------------
+# Bounds of one request to the served model, so one request cannot exhaust the
+# server's memory: images are decoded one at a time (only a GIF's first frame), so the
+# peak is about one image of MAX_PIXELS_PER_IMAGE as float32 RGB (600 MB) plus the
+# batch of resized images. Larger requests are an InvalidArgument error.
+MAX_IMAGES_PER_REQUEST = 1024
+MAX_PIXELS_PER_IMAGE = 50_000_000  # as the ingest default (data.max_pixels)
+
+
+def _check_request(encoded_images: tf.Tensor) -> list:
+    """Assertions (InvalidArgument when violated) on the request's size and pixels."""
+    batch = tf.size(encoded_images, out_type=tf.int64)
+    pixels = tf.map_fn(
+        preprocessing.header_pixels,
+        encoded_images,
+        fn_output_signature=tf.TensorSpec([], tf.int64),
+    )
+    largest = tf.reduce_max(tf.concat([pixels, tf.zeros([1], tf.int64)], 0))
+    return [
+        tf.debugging.assert_less_equal(
+            batch,
+            tf.constant(MAX_IMAGES_PER_REQUEST, tf.int64),
+            message=f"too many images in one request; send at most {MAX_IMAGES_PER_REQUEST}",
+        ),
+        tf.debugging.assert_less_equal(
+            largest,
+            tf.constant(MAX_PIXELS_PER_IMAGE, tf.int64),
+            message=f"an image declares more than {MAX_PIXELS_PER_IMAGE} pixels; downscale it",
+        ),
+    ]
+
+
 def _serving_endpoints(classifier: keras.Model, image_spec: ImageSpec, class_names: Sequence[str]):
     """(predict_images, serve_examples): plain functions over the classifier.
 
@@ -183,7 +215,8 @@ def _serving_endpoints(classifier: keras.Model, image_spec: ImageSpec, class_nam
         batch = tf.shape(encoded_images)[0]
 
         def classify():
-            images = image_spec.preprocess(encoded_images)
+            with tf.control_dependencies(_check_request(encoded_images)):
+                images = image_spec.preprocess(encoded_images)
             return tf.cast(classifier(images, training=False), tf.float32)
 
         probabilities = tf.cond(batch > 0, classify, lambda: tf.zeros([0, num_classes], tf.float32))

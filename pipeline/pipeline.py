@@ -142,8 +142,17 @@ def create_components(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     )
-    # ... and any anomaly stops the run here, with a message naming it.
-    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    # ... and any anomaly stops the run here, with a message naming it; so do, when a
+    # model will be trained, class folders that are not the schema's classes and a
+    # class with too few labelled images in a split.
+    gate_classes = config.base_model is not None and config.data.labelled
+    anomaly_gate = AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"],
+        schema=schema_gen.outputs["schema"] if gate_classes else None,
+        vocabulary=example_gen.outputs["vocabulary"] if gate_classes else None,
+        min_train_per_class=config.data.min_train_per_class if gate_classes else 0,
+        min_eval_per_class=config.data.min_eval_per_class if gate_classes else 0,
+    )
     # Decode -> RGB -> resize -> the base network's scaling: the transform graph that
     # the bottleneck cache and the served model reuse. Nothing is materialized: image
     # tensors are large, and every consumer applies the graph itself.

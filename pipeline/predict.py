@@ -64,9 +64,22 @@ def top_k(
     return predictions
 
 
+class ServerError(RuntimeError):
+    """TF Serving could not be reached, or answered with an error."""
+
+
 def _read(paths: Sequence[str]) -> list[bytes]:
+    """The files' bytes.
+
+    Raises:
+      FileNotFoundError: a path does not exist. ValueError: a path is a folder.
+    """
     images = []
     for path in paths:
+        if os.path.isdir(path):
+            raise ValueError(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} does not exist")
         with open(path, "rb") as f:
             images.append(f.read())
     return images
@@ -84,9 +97,9 @@ def predict_local(model_dir: str, paths: Sequence[str], k: int = 3) -> list[Pred
     """
     from components.serving_check.tf_serving_probe import SessionModel
 
+    images = np.array(_read(paths), dtype=object)  # bad paths are named before the load
     model = SessionModel(model_dir)
     try:
-        images = np.array(_read(paths), dtype=object)
         outputs = model.run(model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: images})
     finally:
         model.close()
@@ -111,7 +124,17 @@ def predict_grpc(
     )
     with grpc.insecure_channel(address) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        response = stub.Predict(request, timeout=timeout_s)
+        try:
+            response = stub.Predict(request, timeout=timeout_s)
+        except grpc.RpcError as e:
+            raise ServerError(
+                f"TF Serving at {address} (gRPC) answered {e.code().name}: {e.details()}"
+                + (
+                    "; is the server running and the address right?"
+                    if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                    else ""
+                )
+            ) from e
     return top_k(
         tf.make_ndarray(response.outputs[model_io.PROBABILITIES_OUTPUT]),
         tf.make_ndarray(response.outputs[model_io.CLASS_NAMES_OUTPUT]),
@@ -134,7 +157,7 @@ def predict_rest(
     """POSTs to `<base_url>/v1/models/<model_name>:predict`.
 
     Raises:
-      RuntimeError: the server answered with an error (its message is included).
+      ServerError: the server is unreachable or answered an error (its message included).
     """
     body = json.dumps(rest_request_body(_read(paths))).encode()
     url = f"{base_url.rstrip('/')}/v1/models/{model_name}:predict"
@@ -143,7 +166,13 @@ def predict_rest(
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             rows = json.loads(response.read())["predictions"]
     except urllib.error.HTTPError as e:
-        raise RuntimeError(f"TF Serving at {url} answered {e.code}: {e.read().decode()}") from e
+        raise ServerError(f"TF Serving at {url} answered {e.code}: {e.read().decode()}") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ServerError(
+            f"could not reach TF Serving at {url}: {reason}; is the server running and the "
+            "URL right?"
+        ) from e
     probabilities = np.array([row[model_io.PROBABILITIES_OUTPUT] for row in rows])
     names = np.array([row[model_io.CLASS_NAMES_OUTPUT] for row in rows])
     return top_k(probabilities, names, paths, k)

@@ -24,10 +24,16 @@ _INGEST_KEYS = (
     ingest_spec.COUNT_INGESTED,
     ingest_spec.COUNT_QUARANTINED,
     ingest_spec.COUNT_DUPLICATES,
+    ingest_spec.COUNT_IGNORED,
     ingest_spec.COUNT_TRANSCODED,
     ingest_spec.COUNT_DOWNSCALED,
 )
-_CACHE_KEYS = (cache_spec.PROP_COMPUTED, cache_spec.PROP_REUSED, cache_spec.PROP_FAILED)
+_CACHE_KEYS = (
+    cache_spec.PROP_COMPUTED,
+    cache_spec.PROP_REUSED,
+    cache_spec.PROP_FAILED,
+    cache_spec.PROP_SHARDS_SKIPPED,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +83,15 @@ class RunSummary:
             if props.get("pushed") and props["pushed"].int_value == 1:
                 return props["pushed_destination"].string_value
         return None
+
+    @property
+    def already_served(self) -> bool:
+        """True when Pusher found the same model already served and copied nothing."""
+        for artifact in self.outputs.get("Pusher", []):
+            props = artifact.custom_properties
+            if "already_served" in props and props["already_served"].int_value == 1:
+                return True
+        return False
 
     def serving_verdict(self) -> str | None:
         """ServingCheck's verdict: 'servable: ...' or 'NOT servable: <why>'; None: no check."""

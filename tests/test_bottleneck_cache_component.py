@@ -217,6 +217,45 @@ def test_executor_names_the_missing_model_file(tmp_path, inputs):
         run_cache(tmp_path, (examples, transform, empty, 0), "out")
 
 
+def test_a_corrupt_cache_shard_is_quarantined_counted_and_summarized(tmp_path, inputs, capsys):
+    from components.bottleneck_cache import store
+    from pipeline import cli
+    from pipeline.run_summary import RunSummary
+
+    _, transform, base, ingested = inputs
+    run_cache(tmp_path, inputs, "first")
+    namespace_dir = plan_lib.make_plan(base.uri, transform.uri, cut_layer="relu1").namespace_dir(
+        str(tmp_path / "cache")
+    )
+    (shard,) = tf.io.gfile.glob(store.shard_pattern(namespace_dir))
+    with open(shard, "rb") as f:
+        torn = f.read()[:-5]
+    with open(shard, "wb") as f:
+        f.write(torn)
+
+    second = run_cache(tmp_path, inputs, "second")
+    assert second.get_int_custom_property(spec.PROP_SHARDS_SKIPPED) == 1
+    assert second.get_int_custom_property(spec.PROP_COMPUTED) == ingested
+    assert second.get_int_custom_property(spec.PROP_REUSED) == 0
+    name = os.path.basename(shard)
+    quarantine = store.quarantine_dir(namespace_dir)
+    assert sorted(os.listdir(quarantine)) == [name, f"{name}{store.REASON_SUFFIX}"]
+    with open(os.path.join(quarantine, name), "rb") as f:
+        assert f.read() == torn
+    summary = RunSummary(
+        "run", {"BottleneckCache": "COMPLETE"}, {"BottleneckCache": [second.mlmd_artifact]}
+    )
+    assert summary.cache_counts[spec.PROP_SHARDS_SKIPPED] == 1
+    cli._print_counts("bottleneck cache", summary.cache_counts, "COMPLETE")
+    assert f"{spec.PROP_SHARDS_SKIPPED} 1" in capsys.readouterr().out
+
+    third = run_cache(tmp_path, inputs, "third")
+    assert third.get_int_custom_property(spec.PROP_SHARDS_SKIPPED) == 0
+    assert third.get_int_custom_property(spec.PROP_COMPUTED) == 0
+    assert third.get_int_custom_property(spec.PROP_REUSED) == ingested
+    assert sorted(os.listdir(quarantine)) == [name, f"{name}{store.REASON_SUFFIX}"]
+
+
 # --- component -------------------------------------------------------------------------
 
 
@@ -228,21 +267,33 @@ def _channels() -> dict:
     }
 
 
-def test_component_declares_channels_and_properties():
+def test_component_properties_reach_the_executor_and_beam_args_stay_per_instance():
+    """What the executor makes of the component's exec properties (same keys on both
+    sides, the component's defaults the executor's), and Beam args on one instance."""
     cache = component.BottleneckCache(
         **_channels(), cache_dir="/tmp/bottlenecks", drop_top_layers=3, pooling="max", batch_size=8
     )
     assert cache.outputs[spec.BOTTLENECKS_KEY].type is standard_artifacts.Examples
     assert cache.inputs[spec.TRANSFORM_GRAPH_KEY].type is standard_artifacts.TransformGraph
-    assert cache.exec_properties == {
+    assert cache.executor_spec.executor_class is executor.Executor
+    # A key the two sides spelled differently would come back as the executor's default.
+    assert executor._parameters(cache.exec_properties) == {
         spec.CACHE_DIR_KEY: "/tmp/bottlenecks",
         spec.CUT_LAYER_KEY: "",
         spec.DROP_TOP_LAYERS_KEY: 3,
         spec.POOLING_KEY: "max",
         spec.BATCH_SIZE_KEY: 8,
     }
-    assert cache.executor_spec.executor_class is executor.Executor
-    cache.with_beam_pipeline_args(["--direct_num_workers=2"])  # a Beam component
+    plain = component.BottleneckCache(**_channels(), cache_dir="/tmp/c")
+    assert executor._parameters(plain.exec_properties) == executor._parameters(
+        {spec.CACHE_DIR_KEY: "/tmp/c"}
+    )
+
+    assert cache.with_beam_pipeline_args(["--direct_num_workers=2"]) is cache
+    assert cache.executor_spec.beam_pipeline_args == ["--direct_num_workers=2"]
+    # Added to this component's executor spec, not to the class's shared one.
+    assert plain.executor_spec.beam_pipeline_args == []
+    assert component.BottleneckCache.EXECUTOR_SPEC.beam_pipeline_args == []
 
 
 @pytest.mark.parametrize(

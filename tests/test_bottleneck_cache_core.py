@@ -7,10 +7,12 @@ output) are reused by test_bottleneck_cache_incremental.py and
 test_bottleneck_cache_component.py.
 """
 
+import datetime
 import functools
 import io
 import json
 import os
+import threading
 
 import apache_beam as beam
 import keras
@@ -565,6 +567,133 @@ def test_shard_reader_rejects_truncated_and_foreign_files(tmp_path):
         store.read_shard(str(garbage), 6)
 
 
+def _write_shard(path, count: int = 5) -> bytes:
+    """A complete shard of `count` 6-float entries; returns its bytes."""
+    with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
+        for i in range(count):
+            writer.write(store.encode_entry(f"id{i}", np.arange(6, dtype=np.float32) + i))
+    return path.read_bytes()
+
+
+def _rejection(path) -> str:
+    with pytest.raises(ValueError) as raised:
+        store.read_shard(str(path), 6)
+    return str(raised.value)
+
+
+def test_unreadable_shards_are_quarantined_with_their_reason_and_readable_ones_never(
+    tmp_path, monkeypatch
+):
+    namespace = tmp_path / "ns"
+    namespace.mkdir()
+    quarantine = namespace / store.QUARANTINE_DIR
+    good = namespace / "entries-good-00000-of-00001.tfrecord.gz"
+    data = _write_shard(good)
+    torn = namespace / "entries-torn-00000-of-00001.tfrecord.gz"
+    torn.write_bytes(data[: len(data) // 2])
+    error = _rejection(torn)
+
+    moved = store.quarantine_shard(str(torn), 6, error)
+    assert moved == str(quarantine / torn.name)
+    assert not torn.exists()
+    assert (quarantine / torn.name).read_bytes() == data[: len(data) // 2]  # the evidence
+    reason = json.loads((quarantine / f"{torn.name}{store.REASON_SUFFIX}").read_text())
+    assert reason["shard"] == str(torn)
+    assert reason["error"] == error and "truncated gzip stream" in error
+    assert datetime.datetime.fromisoformat(reason["time"]).tzinfo is not None
+    assert sorted(os.listdir(quarantine)) == [torn.name, f"{torn.name}{store.REASON_SUFFIX}"]
+    assert tf.io.gfile.glob(store.shard_pattern(str(namespace))) == [str(good)]
+    assert store.clean_stale_staging(str(namespace), stale_after_s=0) == []
+    assert quarantine.is_dir()
+
+    # Gone already (another run, or an earlier attempt of the bundle, moved it): fine.
+    assert store.quarantine_shard(str(torn), 6, error) is None
+    # A complete shard is never moved, whatever error a first read reported...
+    assert store.quarantine_shard(str(good), 6, "a read that failed once") is None
+    # ...nor one that cannot be opened on the second look (not proven bad).
+    garbage = namespace / "entries-garbage-00000-of-00001.tfrecord.gz"
+    garbage.write_bytes(b"not a gzip file at all")
+    error = _rejection(garbage)
+
+    def unavailable(path, dim):
+        raise tf.errors.UnavailableError(None, None, "the bucket is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "read_shard", unavailable)
+        assert store.quarantine_shard(str(garbage), 6, error) is None
+    assert good.read_bytes() == data and garbage.exists()
+
+    # A shard of a name already in quarantine gets its own name; the earlier evidence stays.
+    torn.write_bytes(b"torn again")
+    again = store.quarantine_shard(str(torn), 6, _rejection(torn))
+    assert again is not None and os.path.dirname(again) == str(quarantine)
+    assert again != moved and again.endswith(store.SHARD_SUFFIX)
+    assert (quarantine / torn.name).read_bytes() == data[: len(data) // 2]
+    assert open(again, "rb").read() == b"torn again"
+    assert os.path.exists(again + store.REASON_SUFFIX)
+    assert sorted(tf.io.gfile.glob(store.shard_pattern(str(namespace)))) == sorted(
+        [str(good), str(garbage)]
+    )
+
+
+def test_runs_that_find_the_same_corrupt_shard_move_it_once(tmp_path, monkeypatch):
+    namespace = tmp_path / "ns"
+    namespace.mkdir()
+    quarantine = namespace / store.QUARANTINE_DIR
+    data = _write_shard(tmp_path / "whole.tfrecord.gz")
+
+    # Overtaken between its second look and its move: the other run's move wins.
+    torn = namespace / "entries-torn-00000-of-00001.tfrecord.gz"
+    torn.write_bytes(data[:-9])
+    read_shard, winners = store.read_shard, []
+
+    def overtaken(path, dim):
+        monkeypatch.setattr(store, "read_shard", read_shard)
+        try:
+            return read_shard(path, dim)
+        finally:
+            winners.append(store.quarantine_shard(path, dim, "the other run's error"))
+
+    monkeypatch.setattr(store, "read_shard", overtaken)
+    assert store.quarantine_shard(str(torn), 6, "this run's error") is None
+    assert winners == [str(quarantine / torn.name)]
+    assert sorted(os.listdir(quarantine)) == [torn.name, f"{torn.name}{store.REASON_SUFFIX}"]
+    reason = json.loads((quarantine / f"{torn.name}{store.REASON_SUFFIX}").read_text())
+    assert reason["error"] == "the other run's error"
+
+    # Truly at once: threads released together on shards of their own, one move each.
+    names = [f"entries-race{i}-00000-of-00001.tfrecord.gz" for i in range(6)]
+    for name in names:
+        (namespace / name).write_bytes(data[: len(data) // 3])
+    racers = 4
+    barrier = threading.Barrier(racers)
+    results, errors = [[] for _ in range(racers)], []
+
+    def race(results_of_one):
+        try:
+            for name in names:
+                barrier.wait()
+                results_of_one.append(store.quarantine_shard(str(namespace / name), 6, "race"))
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=race, args=(r,)) for r in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for i, name in enumerate(names):
+        moved = [r[i] for r in results if r[i] is not None]
+        assert moved == [str(quarantine / name)], (name, moved)
+        assert not (namespace / name).exists()
+    expected = {torn.name, *names}
+    assert sorted(os.listdir(quarantine)) == sorted(
+        [*expected, *(f"{name}{store.REASON_SUFFIX}" for name in expected)]
+    )
+    assert tf.io.gfile.glob(store.shard_pattern(str(namespace))) == []
+
+
 def test_only_complete_shards_match_the_glob(tmp_path):
     namespace = tmp_path / "ns"
     temp_dir = namespace / "beam-temp-entries-run1-0123abcd"
@@ -580,6 +709,13 @@ def test_only_complete_shards_match_the_glob(tmp_path):
     pattern = store.shard_pattern(str(namespace))
     assert tf.io.gfile.glob(pattern) == complete
     (matched,) = FileSystems.match([pattern])  # what ReadCacheEntries's MatchFiles uses
+    assert [metadata.path for metadata in matched.metadata_list] == complete
+    quarantined = namespace / store.QUARANTINE_DIR / "entries-run0-00000-of-00001.tfrecord.gz"
+    quarantined.parent.mkdir()
+    quarantined.write_bytes(b"")
+    assert store.quarantine_dir(str(namespace)) == str(quarantined.parent)
+    assert tf.io.gfile.glob(pattern) == complete
+    (matched,) = FileSystems.match([pattern])
     assert [metadata.path for metadata in matched.metadata_list] == complete
     final = store.final_shard_path(str(namespace), "run2", "0a1b")
     assert final == str(namespace / "entries-run2-0a1b.tfrecord.gz")

@@ -6,6 +6,8 @@ recomputes everything; re-saving the same base or re-exporting the same
 preprocessing does not. Helpers come from test_bottleneck_cache_core.py.
 """
 
+import json
+import logging
 import os
 
 import numpy as np
@@ -83,6 +85,75 @@ def test_incremental_runs_compute_only_new_images(tmp_path, transform_dir, tiny_
         described = f.read()
     for value in (plan.base_fingerprint, plan.transform_fingerprint, '"relu1"', '"avg"'):
         assert value in described
+
+
+def test_a_corrupt_shard_is_quarantined_once_and_never_read_again(
+    tmp_path, transform_dir, tiny_base, caplog
+):
+    """A torn shard and a foreign file are moved to quarantine/ by the run that finds
+    them (counted, warned about once, their vectors recomputed); the next run neither
+    skips nor warns nor computes anything; the readable shard is never moved."""
+    images = [make_image(i, seed=6) for i in range(12)]
+    cache_dir = tmp_path / "cache"
+
+    def run(name, batch):
+        examples = write_examples(tmp_path / f"examples_{name}", split_images(batch))
+        plan, counts = run_job(
+            examples, tiny_base, transform_dir, cache_dir, tmp_path / name, cut_layer="relu1"
+        )
+        return plan, counts
+
+    plan, counts = run("first", images[:10])
+    (kept,) = shard_files(cache_dir, plan)
+    _, counts = run("second", images)
+    assert counts_of(counts) == (2, 10, 0)
+    (torn,) = set(shard_files(cache_dir, plan)) - {kept}  # the entries of the 2 new images
+    namespace = plan.namespace_dir(str(cache_dir))
+    with open(torn, "rb") as f:
+        torn_bytes = f.read()[:-7]
+    with open(torn, "wb") as f:
+        f.write(torn_bytes)
+    garbage = os.path.join(namespace, "entries-garbage-00000-of-00001.tfrecord.gz")
+    with open(garbage, "wb") as f:
+        f.write(b"not a gzip file at all")
+    with open(kept, "rb") as f:
+        kept_bytes = f.read()
+
+    with caplog.at_level(logging.INFO):
+        _, counts = run("third", images)
+    assert counts_of(counts) == (2, 10, 0)
+    assert counts[spec.PROP_SHARDS_SKIPPED] == 2
+    quarantine = store.quarantine_dir(namespace)
+    names = [os.path.basename(torn), os.path.basename(garbage)]
+    reasons = [f"{name}{store.REASON_SUFFIX}" for name in names]
+    assert sorted(os.listdir(quarantine)) == sorted(names + reasons)
+    with open(os.path.join(quarantine, names[0]), "rb") as f:
+        assert f.read() == torn_bytes  # the evidence, as it was
+    errors = ["truncated", "not a valid gzip"]
+    for name, path, error in zip(reasons, [torn, garbage], errors, strict=True):
+        with open(os.path.join(quarantine, name)) as f:
+            reason = json.loads(f.read())
+        assert reason["shard"] == path and error in reason["error"], reason
+    for path in (torn, garbage):
+        warned = [r for r in caplog.records if path in r.getMessage()]
+        assert [r.levelno for r in warned] == [logging.WARNING], warned
+        assert not os.path.exists(path)
+    assert kept in shard_files(cache_dir, plan)  # the readable shard stays, as it was
+    with open(kept, "rb") as f:
+        assert f.read() == kept_bytes
+    assert len(shard_files(cache_dir, plan)) == 2  # kept and the recomputed entries
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _, counts = run("fourth", images)
+    assert counts_of(counts) == (0, 12, 0)
+    assert counts[spec.PROP_SHARDS_SKIPPED] == 0
+    assert not [r for r in caplog.records if "shard" in r.getMessage()], caplog.records
+    assert sorted(os.listdir(quarantine)) == sorted(names + reasons)
+    second, fourth = read_vectors(tmp_path / "second"), read_vectors(tmp_path / "fourth")
+    assert fourth.keys() == second.keys()
+    for image_id, vector in second.items():
+        np.testing.assert_array_equal(fourth[image_id], vector)
 
 
 def test_changes_invalidate_exactly_what_they_must(tmp_path, transform_dir, tiny_base):

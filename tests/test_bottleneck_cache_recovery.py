@@ -5,6 +5,7 @@ the outputs of an uninterrupted run into a separate cache. Shard files that cann
 read are skipped and counted, duplicates across shards are harmless.
 """
 
+import fnmatch
 import json
 import os
 import shutil
@@ -34,20 +35,52 @@ from tests.test_bottleneck_cache_core import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Runs the job with a model slowed to SLOW_SECONDS per batch, so that the parent has
-# time to kill it in the middle of computing and writing.
+# Runs the job until it reaches the point named by its `stop_at` argument, writes that
+# name (and a path, for "writing") as a line to the pipe `ready_fd` and waits there for
+# the parent's SIGKILL: the kill point
+# is fixed, not a race between the run and the parent. The code runs unchanged up to
+# that point.
+#   "writing": in WriteStaged, once the bundle's staged entries file holds ENTRIES_STAGED
+#     entries, flushed to disk (as a large shard's first blocks would be) but not
+#     closed: a half-written shard, and no shard has its final name yet.
+#   "finalized": when the job's summary is about to be written, i.e. after every
+#     shard was renamed to its final name, before the counts and the end of the run.
+ENTRIES_STAGED = 2
 _CHILD = """
-import sys, time
-from components.bottleneck_cache import handler
+import os, sys, threading
+from components.bottleneck_cache import cache
 from tests.test_bottleneck_cache_core import run_job
 
-slow = float(sys.argv[6])
-call = handler.Extractor.__call__
-def slow_call(self, images):
-    time.sleep(slow)
-    return call(self, images)
-handler.Extractor.__call__ = slow_call
-run_job(*sys.argv[1:6], cut_layer="relu1", batch_size=1)
+examples, base, transform, cache_dir, out, stop_at, ready_fd, entries = sys.argv[1:9]
+
+
+def stop_here(*words):
+    os.write(int(ready_fd), " ".join([stop_at, *words]).encode() + b"\\n")
+    threading.Event().wait()  # until SIGKILL
+
+
+if stop_at == "writing":
+    process = cache._WriteStagedDoFn.process
+    written = []
+
+    def process_or_stop(self, element):
+        process(self, element)
+        if element[0] == cache.CACHE_DESTINATION:
+            written.append(element)
+            if len(written) == int(entries):
+                writer, path, _ = self._files[cache.CACHE_DESTINATION]
+                writer.flush()
+                stop_here(path)
+
+    cache._WriteStagedDoFn.process = process_or_stop
+elif stop_at == "finalized":
+    def write_summary_or_stop(*args):
+        stop_here()
+
+    cache._write_summary = write_summary_or_stop
+else:
+    sys.exit("unknown stop_at " + stop_at)
+run_job(examples, base, transform, cache_dir, out, cut_layer="relu1")
 """
 
 
@@ -66,62 +99,72 @@ def setup(tmp_path_factory):
     return examples, base, transform, images, read_vectors(root / "ref")
 
 
-def _start_child(setup, tmp_path, name: str, slow_seconds: float) -> subprocess.Popen:
-    """Starts the job in a subprocess writing to <tmp_path>/<name>_cache."""
+def _start_child(setup, tmp_path, stop_at: str) -> tuple:
+    """Starts the job in a subprocess writing to <tmp_path>/<stop_at>_cache and _out.
+
+    Returns:
+      (Popen, the read end of its ready pipe, its log file path).
+    """
     examples, base, transform, _, _ = setup
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(_CHILD))
-    cache_dir, out = tmp_path / f"{name}_cache", tmp_path / f"{name}_out"
-    args = [examples, base, transform, str(cache_dir), str(out), str(slow_seconds)]
+    cache_dir, out = tmp_path / f"{stop_at}_cache", tmp_path / f"{stop_at}_out"
+    read_end, write_end = os.pipe()
+    args = [examples, base, transform, str(cache_dir), str(out), stop_at, str(write_end)]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, *sys.path])}
-    return subprocess.Popen([sys.executable, str(script), *args], cwd=ROOT, env=environment)
+    log = tmp_path / f"{stop_at}.log"
+    with open(log, "wb") as output:
+        child = subprocess.Popen(
+            [sys.executable, str(script), *args, str(ENTRIES_STAGED)],
+            cwd=ROOT,
+            env=environment,
+            pass_fds=(write_end,),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    os.close(write_end)  # the child holds the only write end: EOF when it exits
+    return child, read_end, log
 
 
-def _kill_when_ready(children: dict) -> dict:
-    """SIGKILLs each child once its ready() is true (polling every 5 ms).
+def _kill_at_stop(children: dict) -> dict:
+    """Waits until each child reports its stop point, then SIGKILLs it there.
 
     Args:
-      children: name -> (Popen, ready function).
+      children: stop point -> _start_child's (Popen, ready pipe read end, log path).
 
     Returns:
-      name -> the namespace listing (relative paths) at the moment of the kill.
+      stop point -> the rest of the line the child reported (a path, or "").
+
+    Reading the pipe blocks until the child writes its line, or returns nothing once
+    the child has exited without reaching its stop point (which fails the test).
     """
-    deadline = time.monotonic() + 150
-    pending, listings = dict(children), {}
+    reported = {}
     try:
-        while pending:
-            for name, (child, ready) in list(pending.items()):
-                listing = ready()
-                if listing is not None:
-                    os.kill(child.pid, signal.SIGKILL)
-                    listings[name] = listing
-                    del pending[name]
-                else:
-                    assert child.poll() is None, f"{name}: ended (rc {child.returncode}) unkilled"
-            assert time.monotonic() < deadline, f"timed out waiting for {sorted(pending)}"
-            time.sleep(0.005)
-    finally:
-        for child, _ in children.values():
+        for stop_at, (child, ready, log) in children.items():
+            with os.fdopen(ready, "rb") as pipe:
+                line = pipe.readline().decode()
             child.kill()
             child.wait()
-    for name, (child, _) in children.items():
-        assert child.returncode == -signal.SIGKILL, name
-    return listings
+            reached, _, reported[stop_at] = line.rstrip("\n").partition(" ")
+            if reached != stop_at:
+                tail = log.read_text(errors="replace")[-3000:]
+                pytest.fail(f"{stop_at}: ended (rc {child.returncode}) before {stop_at!r}:\n{tail}")
+            assert child.returncode == -signal.SIGKILL, stop_at
+    finally:
+        for child, _, _ in children.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    return reported
 
 
-def _listing_if(namespace: str, pattern: str):
-    """A ready() function: the namespace's files once `pattern` matches, else None."""
-
-    def ready():
-        if not tf.io.gfile.glob(os.path.join(namespace, pattern)):
-            return None
-        return sorted(
-            os.path.relpath(os.path.join(d, f), namespace)
-            for d, _, files in os.walk(namespace)
-            for f in files
-        )
-
-    return ready
+def _listing(namespace: str) -> list[str]:
+    """Every file under the namespace, as paths relative to it."""
+    return sorted(
+        os.path.relpath(os.path.join(d, f), namespace)
+        for d, _, files in os.walk(namespace)
+        for f in files
+    )
 
 
 def _rerun_and_compare(setup, tmp_path, name) -> dict:
@@ -138,42 +181,40 @@ def _rerun_and_compare(setup, tmp_path, name) -> dict:
 
 
 def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path):
-    """Two runs killed at once (they share the 2 cores' start-up time):
+    """Two runs, SIGKILLed at fixed points (they share the 2 cores' start-up time):
 
-    "writing": killed while its new shard is being written (the model is slowed),
-    so only Beam's temporary file exists; "finalized": killed once its shard has
-    its final name, before the run ends. Both reruns equal the reference run.
+    "writing": in the middle of computing, its new shard only staged (the staging
+    folder holds the partial entries file, no shard has its final name);
+    "finalized": once its shard has its final name, before the run ends (no counts
+    written). Both reruns equal the reference run: nothing half-written is read, and
+    nothing the killed run finalized is lost.
     """
     _, base, transform, images, _ = setup
-    namespace = plan_lib.make_plan(base, transform, cut_layer="relu1").namespace
-    writing_ns = os.path.join(tmp_path, "writing_cache", namespace)
-    finalized_ns = os.path.join(tmp_path, "finalized_cache", namespace)
-    listings = _kill_when_ready(
-        {
-            "writing": (
-                _start_child(setup, tmp_path, "writing", slow_seconds=0.1),
-                _listing_if(writing_ns, "beam-temp-entries-*/*.tfrecord.gz"),
-            ),
-            "finalized": (
-                _start_child(setup, tmp_path, "finalized", slow_seconds=0.0),
-                _listing_if(finalized_ns, store.SHARD_GLOB),
-            ),
-        }
-    )
-    writing = listings["writing"]
-    assert any(name.startswith("beam-temp-entries-") for name in writing), writing
+    plan = plan_lib.make_plan(base, transform, cut_layer="relu1")
+    writing_ns = plan.namespace_dir(str(tmp_path / "writing_cache"))
+    finalized_ns = plan.namespace_dir(str(tmp_path / "finalized_cache"))
+    stops = ("writing", "finalized")
+    reported = _kill_at_stop({stop: _start_child(setup, tmp_path, stop) for stop in stops})
+
+    writing = _listing(writing_ns)
     assert not any(name.startswith("entries-") for name in writing), writing
-    assert tf.io.gfile.glob(os.path.join(writing_ns, "beam-temp-entries-*"))
+    staged = reported["writing"]  # the entries file being written when killed
+    assert fnmatch.fnmatch(os.path.relpath(staged, writing_ns), store.STAGING_PREFIX + "*/*")
+    assert os.path.getsize(staged) > 0  # entries on disk, the gzip stream unfinished
+    with pytest.raises(ValueError, match="truncated gzip stream"):
+        store.read_shard(staged, plan.dim)
     counts = _rerun_and_compare(setup, tmp_path, "writing")
-    assert counts[spec.PROP_COMPUTED] == len(images)  # the temporary file was not read
+    assert counts[spec.PROP_COMPUTED] == len(images)  # the staged file was not read
     assert counts[spec.PROP_SHARDS_SKIPPED] == 0
     # The rerun removed the killed run's staging folder (its process is gone) and its own.
     assert not tf.io.gfile.glob(os.path.join(writing_ns, "beam-temp-entries-*"))
 
-    finalized = listings["finalized"]
+    finalized = _listing(finalized_ns)
     assert sum(name.startswith("entries-") for name in finalized) == 1, finalized
+    assert not os.path.exists(tmp_path / "finalized_out" / spec.COUNTS_FILE)  # run unfinished
     counts = _rerun_and_compare(setup, tmp_path, "finalized")
     assert counts[spec.PROP_COMPUTED] == 0  # every vector came from the finalized shard
+    assert counts[spec.PROP_SHARDS_SKIPPED] == 0
     assert not tf.io.gfile.glob(os.path.join(finalized_ns, "beam-temp-entries-*"))
 
 

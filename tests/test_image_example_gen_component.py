@@ -73,10 +73,11 @@ def test_executor_on_hostile_folder(tmp_path):
         assert image_id == ingest.content_id(expected["valid"][path])
 
     counts = {
-        spec.COUNT_FILES_SEEN: 28,
+        spec.COUNT_FILES_SEEN: 36,
         spec.COUNT_INGESTED: 14,
         spec.COUNT_QUARANTINED: 12,
         spec.COUNT_DUPLICATES: 2,
+        spec.COUNT_IGNORED: 8,  # OS junk and hidden folders, see build_hostile_root
         spec.COUNT_TRANSCODED: 1,
         spec.COUNT_DOWNSCALED: 0,
     }
@@ -86,6 +87,7 @@ def test_executor_on_hostile_folder(tmp_path):
     with open(os.path.join(report.uri, spec.COUNTS_FILE)) as f:
         written = json.load(f)
     assert {name: written[name] for name in counts} == counts
+    assert len(expected["ignored"]) == counts[spec.COUNT_IGNORED]
 
     with open(os.path.join(vocabulary.uri, spec.VOCABULARY_FILE), encoding="utf-8") as f:
         assert f.read().splitlines() == expected["classes"]

@@ -65,11 +65,32 @@ def _valid_files() -> dict:
     }
 
 
+# AppleDouble ("._<name>") files that macOS writes next to files on foreign volumes:
+# a resource-fork header, not an image.
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(40)
+
+
+def _os_junk(real_image: bytes) -> dict:
+    """relpath -> bytes of files that operating systems and tools drop into a class folder.
+
+    Every one of them is ignored: neither ingested nor quarantined (the hidden folder,
+    holding a real image, counts as one ignored entry and is not walked).
+    """
+    return {
+        "cats/.DS_Store": b"\x00\x00\x00\x01Bud1" + bytes(20),
+        "cats/._img.png": APPLE_DOUBLE,
+        "cats/Thumbs.db": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(24),
+        "cats/desktop.ini": b"[.ShellClassInfo]\r\nIconResource=x\r\n",
+        "cats/.ipynb_checkpoints/img-checkpoint.png": real_image,
+    }
+
+
 def build_hostile_root(tmp_path: Path) -> tuple[Path, dict]:
     """Builds the hostile folder; returns (root, expected) for assertions.
 
     expected has "valid" {relpath: bytes}, "quarantined" {relpath: reason fragment},
-    "duplicates" {relpath: kept relpath}, "transcoded" (set of relpaths), "classes".
+    "duplicates" {relpath: kept relpath}, "transcoded" (set of relpaths), "classes",
+    "ignored" (sorted relpaths of OS junk files and hidden folders).
     """
     root, outside = tmp_path / "root", tmp_path / "outside"
     valid = _valid_files()
@@ -88,6 +109,11 @@ def build_hostile_root(tmp_path: Path) -> tuple[Path, dict]:
         "root_file.png": encode("RGB", (9, 9, 9), "PNG"),
         "../outside/secret.png": encode("RGB", (7, 7, 7), "PNG"),
         "../outside/dir/inner.png": encode("RGB", (6, 6, 6), "PNG"),
+        # OS junk, ignored: in a class folder, at the root, in a hidden top-level folder.
+        **_os_junk(encode("RGB", (11, 111, 211), "PNG")),
+        "dogs/THUMBS.DB": b"junk",
+        ".DS_Store": b"junk",
+        ".git/objects/img.png": encode("RGB", (12, 112, 212), "PNG"),
     }
     for relpath, data in files.items():
         path = root / relpath
@@ -120,6 +146,16 @@ def build_hostile_root(tmp_path: Path) -> tuple[Path, dict]:
         "duplicates": {"cats/copy_of_a.jpg": "cats/a.jpg", "cats/zlink.png": "cats/rgb8.png"},
         "transcoded": {"cats/onebit.bmp"},
         "classes": ["birds", "cats", "dogs", "empty_class", "with space"],
+        "ignored": [
+            ".DS_Store",
+            ".git",
+            "cats/.DS_Store",
+            "cats/._img.png",
+            "cats/.ipynb_checkpoints",
+            "cats/Thumbs.db",
+            "cats/desktop.ini",
+            "dogs/THUMBS.DB",
+        ],
     }
     return root, expected
 
@@ -138,8 +174,9 @@ def _hostile(tmp_path):
 
 def test_list_files_sorts_every_file_into_entries_or_escaped(hostile):
     root, expected = hostile
-    entries, escaped = ingest.list_files(str(root), labelled=True)
+    entries, escaped, ignored = ingest.list_files(str(root), labelled=True)
     assert ingest.list_classes(str(root)) == expected["classes"]
+    assert ignored == expected["ignored"]
     relpaths = [e.relpath for e in entries]
     assert relpaths == sorted(relpaths)
     assert "cats/nested/deeper/n.png" in relpaths and "cats/zlink.png" in relpaths
@@ -154,14 +191,17 @@ def test_list_files_sorts_every_file_into_entries_or_escaped(hostile):
         "cats/bad\ufffdname.png",
         "root_file.png",
     }
-    listed = len(entries) + len(escaped)
-    assert listed == len(expected["valid"]) + len(expected["quarantined"]) + 2  # 2 duplicates
+    listed = len(entries) + len(escaped) + len(ignored)
+    assert listed == (
+        len(expected["valid"]) + len(expected["quarantined"]) + 2 + len(expected["ignored"])
+    )  # 2 duplicates
 
 
 def test_list_files_unlabelled_keeps_root_files(hostile):
-    root, _ = hostile
-    entries, escaped = ingest.list_files(str(root), labelled=False)
+    root, expected = hostile
+    entries, escaped, ignored = ingest.list_files(str(root), labelled=False)
     assert ingest.list_classes(str(root), labelled=False) == []
+    assert ignored == expected["ignored"]
     assert {e.label for e in entries} == {spec.UNLABELLED}
     assert {e.label_name for e in entries} == {""}
     assert "root_file.png" in {e.relpath for e in entries}
@@ -170,14 +210,19 @@ def test_list_files_unlabelled_keeps_root_files(hostile):
 
 def test_list_files_remote_branch_matches_local(tmp_path):
     root = tmp_path / "plain"
-    for relpath in ("a/x 1.png", "a/deep/y.png", "b/ü.png"):
+    junk = ("a/.DS_Store", "a/Desktop.INI", "a/.hidden/z.png", ".cache/c/w.png")
+    for relpath in ("a/x 1.png", "a/deep/y.png", "b/ü.png", *junk):
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
         (root / relpath).write_bytes(b"x")
-    local, _ = ingest.list_files(str(root))
-    remote, _ = ingest.list_files(f"file://{root}")
+    local, _, local_ignored = ingest.list_files(str(root))
+    remote, _, remote_ignored = ingest.list_files(f"file://{root}")
     assert [(e.relpath, e.label, e.label_name) for e in remote] == [
         (e.relpath, e.label, e.label_name) for e in local
     ]
+    assert [e.relpath for e in local] == ["a/deep/y.png", "a/x 1.png", "b/ü.png"]
+    assert local_ignored == [".cache", "a/.DS_Store", "a/.hidden", "a/Desktop.INI"]
+    assert remote_ignored == local_ignored
+    assert ingest.list_classes(f"file://{root}") == ingest.list_classes(str(root)) == ["a", "b"]
     assert ingest.read_file(remote[0].path) == b"x"
 
 
@@ -204,6 +249,34 @@ def test_fingerprint_tracks_changes(tmp_path):
     assert ingest.fingerprint(str(root)) != added
     (root / "dogs").mkdir()  # a new, still empty class changes the vocabulary
     assert len({first, added, ingest.fingerprint(str(root))}) == 3
+
+
+def test_fingerprint_ignores_os_junk(tmp_path):
+    """Ignored files never become examples: they do not make TFX's cache re-run."""
+    root = tmp_path / "root"
+    (root / "cats").mkdir(parents=True)
+    (root / "cats/a.png").write_bytes(b"one")
+    first = ingest.fingerprint(str(root))
+    for relpath, data in _os_junk(b"png").items():
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_bytes(data)
+    (root / ".git").mkdir()  # a hidden top-level folder is not a new class
+    (root / ".git/HEAD").write_bytes(b"ref")
+    assert ingest.fingerprint(str(root)) == first
+    (root / "cats/.DS_Store").write_bytes(b"changed, longer")
+    assert ingest.fingerprint(str(root)) == first
+    (root / "cats/b.png").write_bytes(b"two")  # a real change still counts
+    assert ingest.fingerprint(str(root)) != first
+
+
+def test_is_ignored_rule():
+    for name in (".DS_Store", "._img.png", ".gitkeep", "Thumbs.db", "THUMBS.DB", "Desktop.ini"):
+        assert ingest.is_ignored(name), name
+    for name in (".git", ".ipynb_checkpoints"):
+        assert ingest.is_ignored(name, is_dir=True), name
+    for name in ("img.png", "thumbs.db.png", "my desktop.ini", "a.DS_Store"):
+        assert not ingest.is_ignored(name), name
+    assert not ingest.is_ignored("Thumbs.db", is_dir=True)  # the file names are files only
 
 
 # --- one image -------------------------------------------------------------------------
@@ -353,14 +426,15 @@ def expected_examples(expected: dict, split: str) -> list:
 
 def test_ingest_images_on_hostile_folder(hostile):
     root, expected = hostile
-    entries, escaped = ingest.list_files(str(root))
+    entries, escaped, ignored = ingest.list_files(str(root))
     n_valid, n_bad = len(expected["valid"]), len(expected["quarantined"])
-    n_dup = len(expected["duplicates"])
+    n_dup, n_ignored = len(expected["duplicates"]), len(expected["ignored"])
     counts = {
-        spec.COUNT_FILES_SEEN: n_valid + n_bad + n_dup,
+        spec.COUNT_FILES_SEEN: n_valid + n_bad + n_dup + n_ignored,
         spec.COUNT_INGESTED: n_valid,
         spec.COUNT_QUARANTINED: n_bad,
         spec.COUNT_DUPLICATES: n_dup,
+        spec.COUNT_IGNORED: n_ignored,
         spec.COUNT_TRANSCODED: 1,
         spec.COUNT_DOWNSCALED: 0,
     }
@@ -385,7 +459,12 @@ def test_ingest_images_on_hostile_folder(hostile):
     ]
     with test_pipeline.TestPipeline() as p:
         out = p | ingest.IngestImages(
-            entries, escaped, expected["classes"], train_ratio=0.5, max_pixels=MAX_PIXELS
+            entries,
+            escaped,
+            expected["classes"],
+            train_ratio=0.5,
+            max_pixels=MAX_PIXELS,
+            ignored=ignored,
         )
         assert_that(
             out[spec.TRAIN_SPLIT] | "SumTrain" >> beam.Map(summarize),
@@ -402,7 +481,7 @@ def test_ingest_images_on_hostile_folder(hostile):
         assert_that(out[ingest.COUNTS_OUTPUT], equal_to([counts]), label="CheckCounts")
         assert_that(out[ingest.CLASS_COUNTS_OUTPUT], equal_to([class_counts]), label="CheckCls")
     assert class_counts["empty_class"] == {spec.TRAIN_SPLIT: 0, spec.EVAL_SPLIT: 0}
-    assert counts[spec.COUNT_FILES_SEEN] == len(entries) + len(escaped)
+    assert counts[spec.COUNT_FILES_SEEN] == len(entries) + len(escaped) + len(ignored)
 
 
 def test_ingest_images_unlabelled_and_downscaled(tmp_path):
@@ -415,7 +494,8 @@ def test_ingest_images_unlabelled_and_downscaled(tmp_path):
     for relpath, data in files.items():
         (root / relpath).parent.mkdir(parents=True, exist_ok=True)
         (root / relpath).write_bytes(data)
-    entries, escaped = ingest.list_files(str(root), labelled=False)
+    entries, escaped, ignored = ingest.list_files(str(root), labelled=False)
+    assert ignored == []
     gone = ingest.FileEntry("gone.png", str(root / "gone.png"), spec.UNLABELLED, "")
 
     def check(examples):
@@ -445,3 +525,54 @@ def test_ingest_images_unlabelled_and_downscaled(tmp_path):
         )
         assert_that(reasons, equal_to([("gone.png", "cannot read file")]), label="CheckGone")
         assert_that(out[ingest.CLASS_COUNTS_OUTPUT], equal_to([{}]), label="CheckClasses")
+
+
+def test_os_junk_is_ignored_not_quarantined(tmp_path):
+    """.DS_Store, ._img.png, Thumbs.db, desktop.ini and a hidden folder are only counted."""
+    root = tmp_path / "root"
+    image = encode("RGB", (1, 2, 3), "PNG")
+    for relpath, data in {"cats/img.png": image, **_os_junk(image)}.items():
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (root / relpath).write_bytes(data)
+    (root / ".ipynb_checkpoints").mkdir()  # a hidden top-level folder: not a class
+
+    entries, escaped, ignored = ingest.list_files(str(root))
+    assert ingest.list_classes(str(root)) == ["cats"]
+    assert [e.relpath for e in entries] == ["cats/img.png"]
+    assert escaped == []
+    assert ignored == [
+        ".ipynb_checkpoints",
+        "cats/.DS_Store",
+        "cats/._img.png",
+        "cats/.ipynb_checkpoints",
+        "cats/Thumbs.db",
+        "cats/desktop.ini",
+    ]
+    counts = {
+        spec.COUNT_FILES_SEEN: 7,
+        spec.COUNT_INGESTED: 1,
+        spec.COUNT_QUARANTINED: 0,
+        spec.COUNT_DUPLICATES: 0,  # the checkpoint copy of img.png is not even read
+        spec.COUNT_IGNORED: 6,
+        spec.COUNT_TRANSCODED: 0,
+        spec.COUNT_DOWNSCALED: 0,
+    }
+
+    def check_counts(tallies):
+        (tally,) = tallies
+        assert {name: tally[name] for name in counts} == counts
+        assert tally[spec.COUNT_FILES_SEEN] == sum(
+            tally[name]
+            for name in (
+                spec.COUNT_INGESTED,
+                spec.COUNT_QUARANTINED,
+                spec.COUNT_DUPLICATES,
+                spec.COUNT_IGNORED,
+            )
+        )
+
+    with test_pipeline.TestPipeline() as p:
+        out = p | ingest.IngestImages(entries, escaped, ["cats"], ignored=ignored)
+        assert_that(out[ingest.QUARANTINE_OUTPUT], equal_to([]), label="CheckQuarantine")
+        assert_that(out[ingest.DUPLICATES_OUTPUT], equal_to([]), label="CheckDup")
+        assert_that(out[ingest.COUNTS_OUTPUT], check_counts, label="CheckCounts")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import re
 
 import pytest
 import yaml
@@ -47,10 +49,18 @@ def test_demo_deployment_loads():
     assert kf.component("Pusher") == kubeflow_config.ComponentConfig()
 
 
-def test_every_deployment_in_the_repository_validates():
-    for path in sorted(os.listdir("kubeflow/configs")):
+def test_every_deployment_in_the_repository_validates_and_applies_its_overrides():
+    paths = sorted(os.listdir("kubeflow/configs"))
+    assert {"demo.yaml", "layerwise.yaml"} <= set(paths)
+    for path in paths:
         kf = kubeflow_config.load_config(os.path.join("kubeflow/configs", path))
-        kubeflow_config.cluster_pipeline_config(kf)
+        config = kubeflow_config.cluster_pipeline_config(kf)
+        assert config.pipeline_root == kf.pipeline_root, path
+        assert kf.pipeline_overrides, path
+        for dotted, value in kf.pipeline_overrides.items():
+            assert functools.reduce(getattr, dotted.split("."), config) == value, (path, dotted)
+        # The pipeline config's relative paths, resolved where the image holds them.
+        assert config.schema.startswith(kf.workdir.rstrip("/") + "/"), (path, config.schema)
 
 
 @pytest.mark.parametrize(
@@ -82,15 +92,18 @@ def test_errors_name_the_field_and_the_fix(path, value, message):
 
 
 @pytest.mark.parametrize(
-    "image",
+    "pinned, unpinned",
     [
-        "europe-docker.pkg.dev/p/ml/tfx-transfer:0.1.0",
-        "registry:5000/tfx-transfer:1.2",
-        "tfx-transfer@sha256:" + "a" * 64,
+        ("europe-docker.pkg.dev/p/tfx-transfer:0.1.0", "europe-docker.pkg.dev/p/tfx-transfer"),
+        ("registry:5000/tfx-transfer:1.2", "registry:5000/tfx-transfer"),  # a port, no tag
+        ("tfx-transfer:0.1.0", "tfx-transfer:latest"),
+        ("tfx-transfer@sha256:" + "a" * 64, "tfx-transfer@sha256:" + "a" * 63),
     ],
 )
-def test_pinned_images_are_accepted(image):
-    assert kubeflow_config.config_from_dict(_with("image", image)).image == image
+def test_pinned_images_are_accepted_and_their_near_misses_rejected(pinned, unpinned):
+    assert kubeflow_config.config_from_dict(_with("image", pinned)).image == pinned
+    with pytest.raises(ConfigError, match=f"image: {re.escape(repr(unpinned))} is not pinned"):
+        kubeflow_config.config_from_dict(_with("image", unpinned))
 
 
 def test_cluster_pipeline_config_resolves_paths_in_the_image():

@@ -6,11 +6,13 @@ and its run / recurring-run calls. Nothing is submitted anywhere.
 
 from __future__ import annotations
 
+import inspect
 import json
-import types
 
+import kfp_server_api
 import pytest
 import yaml
+from kfp.client import client as kfp_client
 
 from kubeflow import submit
 
@@ -40,36 +42,73 @@ ENV = {"KFP_HOST": "https://kfp.example.com"}
 
 
 class FakeClient:
-    """Records kfp.Client calls; returns objects shaped like kfp_server_api's."""
+    """Records kfp.Client calls; returns kfp's own response objects (no network).
+
+    Every call, the constructor included, is bound to the signature of the real
+    kfp.Client method of the same name (kfp 2.5): a misspelled or unknown keyword, or a
+    missing required argument, raises TypeError as the real client would. Each call is
+    recorded with the arguments the caller passed, by parameter name.
+    """
 
     instances: list[FakeClient] = []
 
-    def __init__(self, existing_recurring=(), **kwargs):
-        self.kwargs = kwargs
+    def __init__(self, *args, **kwargs):
+        self.kwargs = _bind("__init__", args, kwargs)
         self.calls: list[tuple[str, dict]] = []
-        self.existing = list(existing_recurring)
+        self.existing: list = []  # recurring runs already in the experiment, in pages of 1
         FakeClient.instances.append(self)
 
-    def create_run_from_pipeline_package(self, **kwargs):
-        self.calls.append(("create_run_from_pipeline_package", kwargs))
-        return types.SimpleNamespace(run_id="run-1")
+    def _record(self, name: str, args: tuple, kwargs: dict) -> dict:
+        """Records the call; returns all its arguments, defaults included."""
+        passed = _bind(name, args, kwargs)
+        self.calls.append((name, passed))
+        return {**_defaults(name), **passed}
 
-    def create_experiment(self, name, namespace=None):
-        self.calls.append(("create_experiment", {"name": name, "namespace": namespace}))
-        return types.SimpleNamespace(experiment_id="exp-1")
+    def create_run_from_pipeline_package(self, *args, **kwargs):
+        self._record("create_run_from_pipeline_package", args, kwargs)
+        return kfp_client.RunPipelineResult(self, kfp_server_api.V2beta1Run(run_id="run-1"))
 
-    def list_recurring_runs(self, experiment_id, page_token="", page_size=10):
-        self.calls.append(("list_recurring_runs", {"page_token": page_token}))
+    def create_experiment(self, *args, **kwargs):
+        self._record("create_experiment", args, kwargs)
+        return kfp_server_api.V2beta1Experiment(experiment_id="exp-1")
+
+    def list_recurring_runs(self, *args, **kwargs):
+        call = self._record("list_recurring_runs", args, kwargs)
+        assert call["experiment_id"] == "exp-1", call
         pages = {"": (self.existing[:1], "p2"), "p2": (self.existing[1:], "")}
-        runs, token = pages[page_token]
-        return types.SimpleNamespace(recurring_runs=runs, next_page_token=token)
+        runs, token = pages[call["page_token"]]
+        return kfp_server_api.V2beta1ListRecurringRunsResponse(
+            recurring_runs=runs, next_page_token=token
+        )
 
-    def delete_recurring_run(self, recurring_run_id):
-        self.calls.append(("delete_recurring_run", {"id": recurring_run_id}))
+    def delete_recurring_run(self, *args, **kwargs):
+        self._record("delete_recurring_run", args, kwargs)
+        return {}
 
-    def create_recurring_run(self, **kwargs):
-        self.calls.append(("create_recurring_run", kwargs))
-        return types.SimpleNamespace(recurring_run_id="rr-new")
+    def create_recurring_run(self, *args, **kwargs):
+        self._record("create_recurring_run", args, kwargs)
+        return kfp_server_api.V2beta1RecurringRun(recurring_run_id="rr-new")
+
+
+def _signature(name: str) -> inspect.Signature:
+    return inspect.signature(getattr(kfp_client.Client, name))
+
+
+def _bind(name: str, args: tuple, kwargs: dict) -> dict:
+    """The arguments passed, by parameter name, bound to the real kfp.Client method
+    (TypeError for an unknown keyword or a missing required argument)."""
+    bound = _signature(name).bind(None, *args, **kwargs)  # None stands for self
+    passed = dict(bound.arguments)
+    del passed["self"]
+    return passed
+
+
+def _defaults(name: str) -> dict:
+    return {
+        p.name: p.default
+        for p in _signature(name).parameters.values()
+        if p.default is not inspect.Parameter.empty
+    }
 
 
 @pytest.fixture
@@ -191,19 +230,55 @@ def test_schedule_creates_a_recurring_run(package, client, capsys):
 
 def test_schedule_replaces_the_recurring_run_of_the_same_name(package, client):
     existing = [
-        types.SimpleNamespace(display_name="weekly", recurring_run_id="rr-0"),
-        types.SimpleNamespace(display_name="nightly", recurring_run_id="rr-1"),  # page 2
-    ]
+        kfp_server_api.V2beta1RecurringRun(display_name="weekly", recurring_run_id="rr-0"),
+        kfp_server_api.V2beta1RecurringRun(display_name="nightly", recurring_run_id="rr-1"),
+    ]  # one per page: the second is only found on page 2
 
     def factory(**kwargs):
-        return FakeClient(existing_recurring=existing, **kwargs)
+        fake = FakeClient(**kwargs)
+        fake.existing = existing
+        return fake
 
     argv = ["schedule", "--package", package, "--name", "nightly", "--cron", "0 0 3 * * *"]
     assert _main(argv, factory=factory) == 0
-    assert _only_call("delete_recurring_run") == [{"id": "rr-1"}]
+    assert [c["page_token"] for c in _only_call("list_recurring_runs")] == ["", "p2"]
+    assert _only_call("delete_recurring_run") == [{"recurring_run_id": "rr-1"}]
     (fake,) = FakeClient.instances
     names = [name for name, _ in fake.calls]
     assert names.index("create_recurring_run") < names.index("delete_recurring_run")
+
+
+@pytest.mark.parametrize(
+    "name, args, kwargs, message",
+    [
+        ("__init__", (), {"hostname": "https://kfp"}, "unexpected keyword argument 'hostname'"),
+        (
+            "create_run_from_pipeline_package",
+            (),
+            {"pipeline_file": "p.yaml", "params": {}},
+            "unexpected keyword argument 'params'",
+        ),
+        ("create_run_from_pipeline_package", (), {}, "missing a required argument"),
+        (
+            "create_recurring_run",
+            (),
+            {"experiment_id": "e", "job_name": "j", "arguments": {}},
+            "unexpected keyword argument 'arguments'",
+        ),
+        ("create_recurring_run", ("e",), {}, "missing a required argument: 'job_name'"),
+        ("delete_recurring_run", ("rr-1",), {"force": True}, "unexpected keyword argument"),
+        ("delete_recurring_run", (), {"run_id": "rr-1"}, "missing a required argument"),
+    ],
+)
+def test_the_fake_rejects_calls_the_real_client_would(client, name, args, kwargs, message):
+    """The fake is only as good as its signatures: calls kfp.Client would refuse fail."""
+    fake = FakeClient(host="https://kfp.example.com")
+    with pytest.raises(TypeError, match=message):
+        if name == "__init__":
+            FakeClient(*args, **kwargs)
+        else:
+            getattr(fake, name)(*args, **kwargs)
+    assert fake.calls == []
 
 
 @pytest.mark.parametrize("cron", ["0 3 * *", "every day", "0 3 * * * * *", "0 3 * * $"])

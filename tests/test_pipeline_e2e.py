@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from PIL import Image
 
+from components.anomaly_gate.gate import DataAnomalyError
 from components.image_example_gen import spec
 from pipeline import schema as schema_lib
 from pipeline.config import config_from_dict
@@ -67,8 +68,12 @@ def test_first_run_runs_every_component_and_counts_reconcile(first_run):
     assert counts[spec.COUNT_FILES_SEEN] == 21
     assert counts[spec.COUNT_INGESTED] == 20
     assert counts[spec.COUNT_QUARANTINED] == 1
+    assert counts[spec.COUNT_IGNORED] == 0  # the demo data has no hidden files
     assert counts[spec.COUNT_FILES_SEEN] == (
-        counts[spec.COUNT_INGESTED] + counts[spec.COUNT_QUARANTINED] + counts[spec.COUNT_DUPLICATES]
+        counts[spec.COUNT_INGESTED]
+        + counts[spec.COUNT_QUARANTINED]
+        + counts[spec.COUNT_DUPLICATES]
+        + counts[spec.COUNT_IGNORED]
     )
 
 
@@ -90,15 +95,23 @@ def test_transform_graph_resizes_raw_examples(first_run):
     assert 0.0 <= float(tf.reduce_min(images[0])) <= float(tf.reduce_max(images[0])) <= 1.0
 
 
-def test_second_run_is_served_from_cache_and_a_new_file_reruns_ingestion(first_run):
-    config, _ = first_run
+def test_second_run_is_served_from_cache_and_a_new_file_reruns_ingestion(first_run, tmp_path):
+    """On its own copy of the data, with its own pipeline root and metadata: the file it
+    adds and the runs it makes never reach the module's data folder or run."""
+    shared, _ = first_run
+    data_root = tmp_path / "data"
+    shutil.copytree(shared.data.root, data_root)
+    config = _config(tmp_path, data_root, shared.schema)
+    run_local(config)
+    first = latest_run(config.metadata_file, config.pipeline_name)
+    assert set(first.ran()) == NODES, first.states
     run_local(config)
     second = latest_run(config.metadata_file, config.pipeline_name)
     assert set(second.cached()) == NODES, second.states
     assert second.ran() == []
 
     pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
-    Image.fromarray(pixels, mode="L").save(os.path.join(config.data.root, "7", "new.png"))
+    Image.fromarray(pixels, mode="L").save(data_root / "7" / "new.png")
     run_local(config)
     third = latest_run(config.metadata_file, config.pipeline_name)
     assert "ImageExampleGen" in third.ran(), third.states
@@ -116,7 +129,8 @@ def test_a_class_outside_the_schema_stops_the_run_before_transform(first_run, tm
         if img is not None and img.ndim == 2:
             Image.fromarray(255 - img).save(path)
     bad = _config(tmp_path, data_root, config.schema)
-    with pytest.raises(Exception, match="label_name") as err:
+    message = r"feature 'label_name': Unexpected string values: .*unexpected"
+    with pytest.raises(DataAnomalyError, match=message) as err:
         run_local(bad)
     assert "tfx-transfer schema" in str(err.value)
     states = latest_run(bad.metadata_file, bad.pipeline_name).states

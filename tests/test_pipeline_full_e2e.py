@@ -28,13 +28,17 @@ pytestmark = pytest.mark.e2e
 TRAINED = {"BaseModelGen", "BottleneckCache", "Trainer", "Evaluator", "ServingCheck", "Pusher"}
 
 
-def _config(root, training, min_accuracy=0.0):
+def _config(root, training, min_accuracy=0.5):
     return config_from_dict(
         {
             "pipeline_name": "full-e2e",
             "pipeline_root": str(root / "runs"),
             "schema": str(root / "schema.pbtxt"),
-            "data": {"root": str(root / "demo" / "target"), "train_ratio": 0.5},
+            "data": {
+                "root": str(root / "demo" / "target"),
+                "train_ratio": 0.5,
+                "min_train_per_class": 2,
+            },
             "image": {"height": 16, "width": 16},
             "base_model": {
                 "kind": "builtin",
@@ -151,12 +155,13 @@ def test_unchanged_runs_recompute_and_push_nothing(first):
 def test_a_worse_model_is_not_pushed(first):
     root, config, _ = first
     versions = os.listdir(os.path.join(config.serving.root, "digits"))
-    worse = _config(root, WORSE)
+    worse = _config(root, WORSE, min_accuracy=0.99)  # a floor no model here reaches
     run_local(worse)
     summary = latest_run(worse.metadata_file, worse.pipeline_name)
     assert "Trainer" in summary.ran() and "BottleneckCache" in summary.cached()
     assert "FAILED" not in summary.states.values(), summary.states
     verdict = summary.evaluation_verdict()
     assert verdict.startswith("not blessed") and "against the served" in verdict, verdict
+    assert "is below the required minimum 0.9900" in verdict, verdict
     assert summary.pushed_destination is None
     assert os.listdir(os.path.join(config.serving.root, "digits")) == versions

@@ -166,6 +166,47 @@ def test_gif_gives_first_frame():
     np.testing.assert_allclose(decoded, np.broadcast_to([1.0, 0.0, 0.0], (3, 4, 3)), atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # global colour table only
+        {"comment": b"made by a test", "duration": 40, "loop": 0},  # extension blocks
+        {"optimize": False, "transparency": 0, "disposal": 2},
+    ],
+)
+def test_only_the_first_gif_frame_is_decoded(options):
+    rng = np.random.default_rng(3)
+    frames = [
+        Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).convert(
+            "P", palette=Image.ADAPTIVE, colors=16 + 8 * i
+        )  # a different palette per frame: local colour tables after the first
+        for i in range(4)
+    ]
+    encoded = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], **options)
+    assert tf.io.decode_gif(encoded).shape[0] == 4
+    cut = pp.gif_first_frame(tf.constant(encoded)).numpy()
+    # What is decoded is one frame, not four (the decoder never sees the others) ...
+    assert tf.io.decode_gif(cut).shape[0] == 1 and len(cut) < len(encoded) / 2
+    # ... and it is the first frame, exactly as decoding every frame gave it.
+    decoded = _decode(encoded)
+    np.testing.assert_allclose(decoded, tf.io.decode_gif(encoded)[0].numpy() / 255.0, atol=1e-6)
+    if "transparency" not in options:  # (TF's GIF decoder has no alpha; Pillow does)
+        pillow = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"), np.float32)
+        np.testing.assert_allclose(decoded, pillow / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_header_pixels_reads_the_declared_size_without_decoding(fmt):
+    encoded = _encode(Image.new("RGB", (37, 11), (10, 20, 30)), fmt)
+    assert int(pp.header_pixels(tf.constant(encoded))) == 37 * 11
+    assert int(pp.header_pixels(tf.constant(b"not an image"))) == 0
+
+
+def test_a_cut_gif_that_is_not_a_gif_still_fails_to_decode():
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        pp.decode_image(tf.constant(b"GIF89a" + b"\xff" * 20))
+
+
 def test_bmp_24bit_is_exact():
     pixels = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     decoded = _decode(_encode(Image.fromarray(pixels), "BMP"))

@@ -68,3 +68,29 @@ def test_cli_schema_writes_a_reviewable_file(tmp_path):
     assert main(["schema", "--data-root", str(tmp_path / "data"), "--out", str(out)]) == 0
     assert schema_lib.read_schema(str(out)) == schema_lib.build_schema(["a", "b"])
     assert main(["schema", "--data-root", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+# --- classes and counts per class (the gate before anything is trained) ---------------------
+def _counts(**per_class):
+    return {name: {"train": train, "eval": eval_} for name, (train, eval_) in per_class.items()}
+
+
+def test_class_gate_passes_enough_examples_of_every_schema_class():
+    gate.check_classes(["a", "b"], ["a", "b"], _counts(a=(3, 2), b=(9, 4)), 3, 2)
+
+
+def test_class_gate_names_the_short_classes_with_their_counts():
+    with pytest.raises(gate.DataAnomalyError) as error:
+        gate.check_classes(["a", "b", "c"], ["a", "b", "c"], _counts(a=(3, 2), b=(1, 0)), 3, 2)
+    message = str(error.value)
+    assert "class 'b': 1 train, 0 eval" in message and "class 'c': 0 train, 0 eval" in message
+    assert "class 'a'" not in message
+    assert "data.min_train_per_class" in message  # the fix is named
+
+
+def test_class_gate_refuses_folders_that_are_not_the_schema_classes():
+    # One class folder of a five-class schema: the labels would not mean the schema's.
+    with pytest.raises(gate.DataAnomalyError, match=r"with no folder: \['b', 'c'\]"):
+        gate.check_classes(["a", "b", "c"], ["a"], _counts(a=(50, 20)), 3, 2)
+    with pytest.raises(gate.DataAnomalyError, match=r"the schema does not list: \['d'\]"):
+        gate.check_classes(["a", "b"], ["a", "b", "d"], _counts(a=(5, 5), b=(5, 5)), 3, 2)

@@ -242,3 +242,16 @@ def test_component_blessing_decides_what_pusher_pushes(exported, tmp_path, which
         os.listdir(tmp_path / "serving" / "m") if (tmp_path / "serving" / "m").exists() else []
     )
     assert len(versions) == int(servable)
+
+
+def test_a_request_over_the_limits_is_an_invalid_argument(exported, tf_serving):
+    good, _ = exported
+    # A PNG whose header declares 10000 x 10000 pixels is refused before any decoding.
+    bomb = _images(1)[0][:16] + (10000).to_bytes(4, "big") * 2 + _images(1)[0][24:]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 50000000"):
+        tf_serving(good, model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: [bomb]})
+    too_many = _images(1) * (model_io.MAX_IMAGES_PER_REQUEST + 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="too many images in one request"):
+        tf_serving(good, model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: too_many})
+    answer = tf_serving(good, model_io.IMAGES_SIGNATURE, {model_io.IMAGES_INPUT: too_many[:-1]})
+    assert answer[model_io.PROBABILITIES_OUTPUT].shape == (model_io.MAX_IMAGES_PER_REQUEST, 3)

@@ -1,25 +1,55 @@
-"""AnomalyGate: fail the run when ExampleValidator found anomalies.
+"""AnomalyGate: fail the run when the examples cannot train a model that means anything.
 
-A Python-function component: its only input is ExampleValidator's ExampleAnomalies
-artifact. Components that must not run on bad data (Transform and everything after
-it) are made downstream of this gate in `create_pipeline`.
+A Python-function component. Its inputs are ExampleValidator's ExampleAnomalies and,
+for a labelled target, the schema and ImageExampleGen's ClassVocabulary. It stops the
+run on any anomaly against the schema, on class folders that are not exactly the
+schema's classes, and on a class with fewer labelled examples than the minimum in
+the train or the eval split. Components that must not run on such data (Transform
+and everything after it) are made downstream of this gate in `create_pipeline`.
 """
+
+import json
+import os
 
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from components.anomaly_gate import gate
+from components.image_example_gen import spec as ingest_spec
+from components.image_example_gen.spec import ClassVocabulary
+
+Schema = tfx.types.standard_artifacts.Schema
 
 
 @tfx.dsl.components.component
 def AnomalyGate(  # noqa: N802 (TFX components are classes by convention)
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    # Optional inputs: TFX's decorator takes the default None as "optional".
+    schema: tfx.dsl.components.InputArtifact[Schema] = None,
+    vocabulary: tfx.dsl.components.InputArtifact[ClassVocabulary] = None,
+    min_train_per_class: tfx.dsl.components.Parameter[int] = 0,
+    min_eval_per_class: tfx.dsl.components.Parameter[int] = 0,
 ) -> None:
-    """Raises DataAnomalyError naming every anomaly of every split."""
+    """Raises DataAnomalyError naming every anomaly, class mismatch or short class."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     gate.check(
         {
             split: gate.read_anomalies(artifact_utils.get_split_uri([anomalies], split))
             for split in splits
         }
+    )
+    if schema is None or vocabulary is None:
+        return
+    from pipeline.trainer_data import class_names_from_schema
+
+    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, ingest_spec.VOCABULARY_FILE)) as f:
+        labels = [line.rstrip("\n") for line in f.read().splitlines() if line.strip()]
+    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, ingest_spec.CLASS_COUNTS_FILE)) as f:
+        counts = json.loads(f.read())
+    gate.check_classes(
+        class_names_from_schema(os.path.join(schema.uri, "schema.pbtxt")),
+        labels,
+        counts,
+        min_train_per_class,
+        min_eval_per_class,
     )

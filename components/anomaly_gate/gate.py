@@ -53,3 +53,53 @@ def check(anomalies_by_split: dict[str, anomalies_pb2.Anomalies]) -> None:
             "ExampleValidator found anomalies against the checked-in schema; the run is "
             "stopped before any model is trained:\n  " + "\n  ".join(lines) + "\n" + FIX_HINT
         )
+
+
+def check_classes(
+    schema_classes: list[str],
+    vocabulary: list[str],
+    counts: dict[str, dict[str, int]],
+    min_train: int,
+    min_eval: int,
+) -> None:
+    """Raises DataAnomalyError unless the data has every schema class, in schema order,
+    with at least min_train labelled train and min_eval labelled eval examples each.
+
+    Args:
+        schema_classes: the schema's class names (label_name domain), label order.
+        vocabulary: ImageExampleGen's class folders (labels.txt), label order.
+        counts: ImageExampleGen's class_counts.json: {class: {"train": n, "eval": n}}.
+        min_train, min_eval: the minimum labelled examples per class in each split.
+    """
+    if vocabulary != schema_classes:
+        extra = sorted(set(vocabulary) - set(schema_classes))
+        absent = sorted(set(schema_classes) - set(vocabulary))
+        detail = []
+        if absent:
+            detail.append(f"classes of the schema with no folder: {absent}")
+        if extra:
+            detail.append(f"class folders the schema does not list: {extra}")
+        if not detail:
+            detail.append(f"folders {vocabulary} vs schema {schema_classes} (label order)")
+        raise DataAnomalyError(
+            "the class folders do not match the schema's classes, so labels would not mean "
+            "what the schema says; the run is stopped before any model is trained:\n  "
+            + "\n  ".join(detail)
+            + "\n"
+            + FIX_HINT
+        )
+    short = []
+    for name in schema_classes:
+        got = counts.get(name, {})
+        train, eval_ = int(got.get("train", 0)), int(got.get("eval", 0))
+        if train < min_train or eval_ < min_eval:
+            short.append(f"class {name!r}: {train} train, {eval_} eval")
+    if short:
+        raise DataAnomalyError(
+            f"too few labelled images: every class needs at least {min_train} in the train "
+            f"split and {min_eval} in the eval split (after quarantine and duplicates); the "
+            "run is stopped before any model is trained:\n  "
+            + "\n  ".join(short)
+            + "\nAdd labelled images to those class folders, or lower "
+            "data.min_train_per_class / data.min_eval_per_class in the config."
+        )

@@ -35,7 +35,8 @@ Files written (``output_uri``): ``Split-<split>/data_tfrecord-*.gz`` for every s
 split, image_id, error) and spec.COUNTS_FILE: COUNT_NAMES plus
 split_count_name(split) for every split, i.e. vectors computed (distinct content ids
 run through the model), vectors reused (distinct content ids served from the cache),
-records failed, cache shards skipped (unreadable) and the records written per split.
+records failed, cache shards skipped (unreadable; moved to the namespace's quarantine
+folder when their content is bad) and the records written per split.
 New cache shards go to the namespace directory (store.py). Nothing is pulled through
 the driver; ``read_counts`` reads the counts back after the run.
 """
@@ -165,7 +166,8 @@ class _ReadFileDoFn(_TallyDoFn):
     """An input file -> (content id, record value); a cache shard -> (content id, vector).
 
     Unusable records go to _SUMMARY as failures; an unreadable shard is skipped whole
-    (its vectors are recomputed) and counted.
+    (its vectors are recomputed) and counted, and one whose content is bad is moved
+    into the namespace's quarantine folder (store.quarantine_shard).
     """
 
     def __init__(self, dim: int):
@@ -199,10 +201,17 @@ class _ReadFileDoFn(_TallyDoFn):
     def _read_shard(self, path: str) -> Iterator:
         try:
             entries = store.read_shard(path, self._dim)
-        except (tf.errors.OpError, ValueError) as error:
-            message = getattr(error, "message", None) or str(error)
-            logging.warning("Skipping unreadable cache shard %s: %s", path, message)
+        except ValueError as error:  # bad content: moved aside (it logs what it did)
             self.tally[spec.PROP_SHARDS_SKIPPED] += 1
+            store.quarantine_shard(path, self._dim, str(error))
+            return
+        except tf.errors.NotFoundError:  # listed, then moved aside by a concurrent run
+            self.tally[spec.PROP_SHARDS_SKIPPED] += 1
+            logging.info("Cache shard %s is gone (moved aside by another run): skipped", path)
+            return
+        except tf.errors.OpError as error:  # cannot be opened now: kept for later runs
+            self.tally[spec.PROP_SHARDS_SKIPPED] += 1
+            logging.warning("Skipping unreadable cache shard %s: %s", path, error.message)
             return
         _counter("cache_entries_read").inc(len(entries))
         for key, vector in entries:

@@ -37,7 +37,9 @@ PROP_BASE_FINGERPRINT = "base_fingerprint"
 PROP_TRANSFORM_FINGERPRINT = "transform_fingerprint"
 PROP_CUT_LAYER = "resolved_cut_layer"
 PROP_POOLING = "applied_pooling"  # "none" when the cut output is not rank 4
-PROP_SHARDS_SKIPPED = "cache_shards_skipped"  # unreadable cache shards (recomputed)
+# Unreadable cache shards this run found and skipped (their vectors recomputed); those
+# with bad content are moved to <namespace>/quarantine/, so later runs do not meet them.
+PROP_SHARDS_SKIPPED = "cache_shards_skipped"
 
 FAILED_FILE = "failed.jsonl"  # {"image_id", "split", "error"} per failed record
 COUNTS_FILE = "counts.json"

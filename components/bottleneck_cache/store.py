@@ -14,19 +14,27 @@ Layout under ``<cache_dir>/<namespace>/`` (see plan.py for the namespace):
   run removes once it is no longer in use (``clean_stale_staging``). Shards are only
   written when there is something to write: no empty shards.
 * Readers still distrust every shard: a shard that cannot be read to its end (a
-  truncated or corrupt file, a record that is not a valid entry) is skipped whole,
-  with a warning and a count, and its vectors are simply recomputed. Entries for the
-  same id in several shards (a crash after a shard was finalized, concurrent runs)
-  are allowed; the join keeps one.
+  truncated or corrupt file, a record that is not a valid entry) is skipped whole and
+  counted, its vectors are simply recomputed, and it is moved aside, with one warning,
+  into ``quarantine/`` (``quarantine_shard``): ``quarantine/<shard name>`` next to
+  ``<shard name>.reason.json`` (the error, when and where). SHARD_GLOB does not match
+  that folder, so later runs neither read nor warn about it again. Only a shard whose
+  content is bad, and still bad on a second read, is moved; one that cannot be opened
+  (permissions, network) is skipped and kept. When concurrent runs find the same shard,
+  one move wins and the others find it gone. Entries for the same id in several shards
+  (a crash after a shard was finalized, concurrent runs) are allowed; the join keeps
+  one.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
 import struct
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 
@@ -43,6 +51,11 @@ SHARD_PREFIX = "entries"
 SHARD_SUFFIX = ".tfrecord.gz"
 SHARD_GLOB = f"{SHARD_PREFIX}-*{SHARD_SUFFIX}"
 SKIPPED_OUTPUT = "skipped_shards"  # {"shard", "error"} per unreadable shard
+# <namespace>/<QUARANTINE_DIR>/: unreadable shards moved aside, each with a reason file
+# (<name><REASON_SUFFIX>: {"shard", "error", "time", "host"}). Neither SHARD_GLOB nor
+# STAGING_PREFIX matches the folder: it is never read, and never cleaned up.
+QUARANTINE_DIR = "quarantine"
+REASON_SUFFIX = ".reason.json"
 # A run writes its shards into <namespace>/<STAGING_PREFIX><run id>/ and renames each
 # complete file to its final name. The prefix is also what Beam's own file sinks
 # used (beam-temp-entries-<run id>-<uuid>/), so stale folders of either are cleaned.
@@ -135,6 +148,92 @@ def _tfrecords(data: bytes) -> Iterator[bytes]:
             raise ValueError(f"truncated TFRecord of {length} bytes at byte {offset}")
         yield data[offset + 12 : offset + 12 + length]
         offset = end
+
+
+# --- quarantine: where unreadable shards are moved aside, evidence kept -------------------
+def quarantine_dir(namespace_dir: str) -> str:
+    """``<namespace>/quarantine``: the unreadable shards moved aside, with their reasons."""
+    return join(namespace_dir, QUARANTINE_DIR)
+
+
+def quarantine_shard(path: str, dim: int, error: str) -> str | None:
+    """Moves a shard that read_shard rejected (ValueError: its content is bad) into
+    quarantine_dir, with a reason file; returns its new path, or None when this call
+    moved nothing. Never raises for a shard that is gone or cannot be moved.
+
+    Nothing is moved when the shard reads fine on a second look (a complete shard is
+    never moved; this run still skips it), when it is gone (a concurrent run, or an
+    earlier attempt of this bundle, moved it first: only the winning move writes the
+    reason file), or when the move fails (say, no permission; logged, and the next
+    run skips it again). A name already taken in quarantine_dir (an earlier shard of
+    the same name) gets a unique one. Moves are tf.io.gfile renames: atomic on local
+    disks; on object stores (gs://) a copy and a delete, so racing runs can at worst
+    leave a second copy of the evidence.
+
+    Args:
+        path: the shard, directly in its namespace directory.
+        dim: the namespace's vector length (for the second look).
+        error: why read_shard rejected it (written to the reason file).
+    """
+    try:
+        read_shard(path, dim)
+    except tf.errors.NotFoundError:
+        logging.info("Unreadable cache shard %s was already moved aside by another run", path)
+        return None
+    except tf.errors.OpError as again:  # cannot be opened now: not proven bad
+        logging.warning("Unreadable cache shard %s not moved: %s", path, again.message)
+        return None
+    except ValueError:
+        pass
+    else:
+        logging.warning(
+            "Cache shard %s could not be read (%s) but reads on a second look: not moved",
+            path,
+            error,
+        )
+        return None
+    namespace_dir, name = path.rsplit("/", 1)
+    folder = quarantine_dir(namespace_dir)
+    target = join(folder, name)
+    try:
+        tf.io.gfile.makedirs(folder)
+        if tf.io.gfile.exists(target):
+            stem = name.removesuffix(SHARD_SUFFIX)
+            target = join(folder, f"{stem}-{uuid.uuid4().hex[:8]}{SHARD_SUFFIX}")
+        tf.io.gfile.rename(path, target, overwrite=False)
+    except (tf.errors.NotFoundError, tf.errors.AlreadyExistsError):  # lost the race
+        logging.info("Unreadable cache shard %s was already moved aside by another run", path)
+        return None
+    except tf.errors.OpError as failed:
+        logging.warning(
+            "Unreadable cache shard %s (%s) could not be moved to %s: %s; it stays and is "
+            "skipped again by the next run",
+            path,
+            error,
+            folder,
+            failed.message,
+        )
+        return None
+    reason = {
+        "shard": path,
+        "error": error,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+    partial = join(folder, f".{uuid.uuid4().hex}.tmp")
+    try:
+        with tf.io.gfile.GFile(partial, "w") as f:
+            f.write(json.dumps(reason, sort_keys=True) + "\n")
+        tf.io.gfile.rename(partial, target + REASON_SUFFIX, overwrite=True)
+    except tf.errors.OpError as failed:  # the shard itself is moved: keep going
+        logging.warning("Could not write the reason file of %s: %s", target, failed.message)
+    logging.warning(
+        "Unreadable cache shard %s moved to %s (its vectors are recomputed): %s",
+        path,
+        target,
+        error,
+    )
+    return target
 
 
 # --- staging: where a run's shards are written before they get their final name ----------

@@ -36,7 +36,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report = artifact_utils.get_single_instance(output_dict[spec.REPORT_KEY])
         input_base = exec_properties[spec.INPUT_BASE_KEY]
         labelled = bool(exec_properties.get(spec.LABELLED_KEY, 1))
-        entries, escaped = ingest.list_files(input_base, labelled)
+        entries, escaped, ignored = ingest.list_files(input_base, labelled)
         classes = ingest.list_classes(input_base, labelled)
         ingest_images = ingest.IngestImages(
             entries,
@@ -45,6 +45,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             train_ratio=float(exec_properties[spec.TRAIN_RATIO_KEY]),
             max_pixels=int(exec_properties[spec.MAX_PIXELS_KEY]),
             max_side=int(exec_properties.get(spec.MAX_SIDE_KEY) or 0),
+            ignored=ignored,
         )
         examples.split_names = artifact_utils.encode_split_names(list(spec.SPLITS))
         for uri in (examples.uri, vocabulary.uri, report.uri):
@@ -118,8 +119,8 @@ def _summary(counts: dict) -> str:
     return (
         f"{counts[spec.COUNT_FILES_SEEN]} files seen, {counts[spec.COUNT_INGESTED]} ingested "
         f"({splits}), {counts[spec.COUNT_QUARANTINED]} quarantined, "
-        f"{counts[spec.COUNT_DUPLICATES]} duplicates, {counts[spec.COUNT_TRANSCODED]} "
-        f"transcoded, {counts[spec.COUNT_DOWNSCALED]} downscaled"
+        f"{counts[spec.COUNT_DUPLICATES]} duplicates, {counts[spec.COUNT_IGNORED]} ignored, "
+        f"{counts[spec.COUNT_TRANSCODED]} transcoded, {counts[spec.COUNT_DOWNSCALED]} downscaled"
     )
 
 

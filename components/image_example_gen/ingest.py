@@ -4,13 +4,15 @@ Nothing here uses TFX APIs (the key names come from spec.py), so every function 
 the IngestImages PTransform can be tested on plain arguments. The steps live in:
 
 - listing.py: list_classes / list_files walk the input root (local or remote) and say
-  which files are candidates and which are quarantined before reading (symlinks that
-  leave the root, files outside a class folder, non-regular files); fingerprint.
+  which files are candidates, which are quarantined before reading (symlinks that
+  leave the root, files outside a class folder, non-regular files) and which are
+  ignored (is_ignored: .DS_Store, ._*, Thumbs.db, desktop.ini, hidden folders);
+  fingerprint.
 - images.py: read_image validates one file's bytes (format, size before decoding,
   full decode, TensorFlow decode, transcode or downscale when needed).
 - here: content ids, split assignment, tf.Example serialization, duplicate and
   conflict resolution, and the IngestImages Beam job, whose counts reconcile:
-  files_seen = ingested + quarantined + duplicates.
+  files_seen = ingested + quarantined + duplicates + ignored.
 
 The listing and image names are re-exported, so `ingest.list_files` etc. work.
 Bad input never raises: it becomes a quarantine record {"path", "reason"}.
@@ -36,6 +38,7 @@ from components.image_example_gen.listing import (
     FileEntry,
     check_input_root,
     fingerprint,
+    is_ignored,
     is_remote,
     list_classes,
     list_files,
@@ -61,6 +64,7 @@ __all__ = [
     "content_id",
     "example_from",
     "fingerprint",
+    "is_ignored",
     "is_remote",
     "list_classes",
     "list_files",
@@ -83,6 +87,7 @@ COUNT_NAMES = (
     spec.COUNT_INGESTED,
     spec.COUNT_QUARANTINED,
     spec.COUNT_DUPLICATES,
+    spec.COUNT_IGNORED,
     spec.COUNT_TRANSCODED,
     spec.COUNT_DOWNSCALED,
 )
@@ -289,7 +294,8 @@ class IngestImages(beam.PTransform):
         `escaped` records passed in).
       DUPLICATES_OUTPUT: {"path", "kept", "image_id"} for every dropped exact copy.
       COUNTS_OUTPUT: one dict with every name in COUNT_NAMES plus split_count_name(s)
-        for each split; files_seen = ingested + quarantined + duplicates.
+        for each split; files_seen = ingested + quarantined + duplicates + ignored
+        (`ignored`: the relpaths list_files ignored, only counted).
       CLASS_COUNTS_OUTPUT: one dict {class: {split: n}} covering every class in
         `classes` (labelled examples only; {} when unlabelled).
     """
@@ -302,10 +308,12 @@ class IngestImages(beam.PTransform):
         train_ratio: float = 0.8,
         max_pixels: int = 50_000_000,
         max_side: int = 0,
+        ignored: Sequence[str] = (),
     ):
         super().__init__()
         self._entries = list(entries)
         self._escaped = list(escaped)
+        self._ignored = list(ignored)
         self._classes = list(classes)
         self._train_ratio = train_ratio
         self._max_pixels = max_pixels
@@ -314,6 +322,7 @@ class IngestImages(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict:
         entries = pbegin | "CreateEntries" >> beam.Create(self._entries)
         escaped = pbegin | "CreateEscaped" >> beam.Create(self._escaped)
+        ignored = pbegin | "CreateIgnored" >> beam.Create(self._ignored)
         read = (
             entries
             | "Reshuffle" >> beam.Reshuffle()
@@ -343,7 +352,9 @@ class IngestImages(beam.PTransform):
         duplicates = resolved[DUPLICATES_OUTPUT]
         outputs[QUARANTINE_OUTPUT] = quarantine
         outputs[DUPLICATES_OUTPUT] = duplicates
-        outputs[COUNTS_OUTPUT] = _tally(entries, escaped, quarantine, duplicates, with_split)
+        outputs[COUNTS_OUTPUT] = _tally(
+            entries, escaped, ignored, quarantine, duplicates, with_split
+        )
         outputs[CLASS_COUNTS_OUTPUT] = (
             with_split
             | "LabelledOnly" >> beam.Filter(lambda split_image: split_image[1].entry.label >= 0)
@@ -365,7 +376,7 @@ class IngestImages(beam.PTransform):
         }
 
 
-def _tally(entries, escaped, quarantine, duplicates, with_split) -> beam.PCollection:
+def _tally(entries, escaped, ignored, quarantine, duplicates, with_split) -> beam.PCollection:
     """One dict of reconciled counts, each counted from its own PCollection."""
     names = COUNT_NAMES + tuple(split_count_name(s) for s in spec.SPLITS)
     seen = {spec.COUNT_FILES_SEEN: 1}
@@ -373,6 +384,7 @@ def _tally(entries, escaped, quarantine, duplicates, with_split) -> beam.PCollec
         (
             entries | "TallySeen" >> beam.Map(lambda _: seen),
             escaped | "TallyEscapedSeen" >> beam.Map(lambda _: seen),
+            ignored | "TallyIgnored" >> beam.Map(lambda _: {**seen, spec.COUNT_IGNORED: 1}),
             quarantine | "TallyQuarantined" >> beam.Map(lambda _: {spec.COUNT_QUARANTINED: 1}),
             duplicates | "TallyDuplicates" >> beam.Map(lambda _: {spec.COUNT_DUPLICATES: 1}),
             with_split | "TallyIngested" >> beam.Map(_image_tally),

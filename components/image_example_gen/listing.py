@@ -2,8 +2,9 @@
 
 Local roots are walked with os.walk (symlinks followed while they stay inside the
 root, cycles entered once); remote roots (gs://...) with tf.io.gfile. Every file seen
-ends up either as a FileEntry (read and validated later) or as a quarantine record
-that says why it was not read. No TFX APIs are used here.
+ends up as a FileEntry (read and validated later), as a quarantine record that says
+why it was not read, or as ignored (is_ignored: files and folders that operating
+systems and tools drop into folders). No TFX APIs are used here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,24 @@ from typing import NamedTuple
 from components.image_example_gen import spec
 
 ROOT_FILE_REASON = "not inside a class folder; move it into {root}/<class>/"
+
+# Names of files that operating systems drop into folders (compared case-insensitively).
+# These and every name starting with "." (.DS_Store, ._* AppleDouble files, .gitkeep,
+# hidden folders such as .git or .ipynb_checkpoints) are ignored: neither read nor
+# quarantined, only counted (spec.COUNT_IGNORED). The rule is is_ignored, below.
+IGNORED_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+
+
+def is_ignored(name: str, is_dir: bool = False) -> bool:
+    """True when a file or folder `name` (one path component) is ignored, not ingested.
+
+    Hidden names (starting with ".") are ignored for files and folders; a hidden folder
+    is not walked, not a class, and counts as one ignored entry. IGNORED_FILE_NAMES are
+    ignored for files only.
+    """
+    if name.startswith("."):
+        return True
+    return not is_dir and name.lower() in IGNORED_FILE_NAMES
 
 
 class FileEntry(NamedTuple):
@@ -89,6 +108,7 @@ def _walk_local(root: str) -> Iterator[tuple[str, str, str]]:
     Symlinks are followed while they stay inside the root. A directory whose real path
     is one of its own ancestors' is a cycle and is not entered again; aliases that are
     not cycles are walked (their files then show up as duplicates or conflicts).
+    Ignored (hidden) folders are yielded themselves, as one entry, and not entered.
     """
     real_root = os.path.realpath(root)
     chains = {root: frozenset([real_root])}  # dirpath -> real paths of it and ancestors
@@ -99,7 +119,9 @@ def _walk_local(root: str) -> Iterator[tuple[str, str, str]]:
             path = os.path.join(dirpath, name)
             real = os.path.realpath(path)
             rel = os.path.relpath(path, root).replace(os.sep, "/")
-            if not _inside(real, real_root):
+            if is_ignored(name, is_dir=True):
+                yield rel, path, ""
+            elif not _inside(real, real_root):
                 yield rel, path, f"symlink leaves the input root -> {real}"
             elif real in chain:
                 logging.warning("Not entering %s again: symlink cycle to %s", path, real)
@@ -114,13 +136,25 @@ def _walk_local(root: str) -> Iterator[tuple[str, str, str]]:
 
 
 def _walk_remote(root: str) -> Iterator[tuple[str, str, str]]:
-    """Yields (relpath, path, "") for every file under a remote root (no symlinks)."""
+    """Yields (relpath, path, "") for every file under a remote root (no symlinks).
+
+    Ignored (hidden) folders are yielded themselves, as one entry, and not entered.
+    """
     gfile = _gfile()
     base = root.rstrip("/")
-    for dirpath, _, filenames in gfile.walk(base):
+
+    def rel(path: str) -> str:
+        return path[len(base) :].strip("/").replace("//", "/")
+
+    for dirpath, dirnames, filenames in gfile.walk(base):
+        hidden = [name for name in dirnames if is_ignored(name.rstrip("/"), is_dir=True)]
+        dirnames[:] = [name for name in dirnames if name not in hidden]  # not entered
+        for name in sorted(hidden):
+            path = posixpath.join(dirpath, name.rstrip("/"))
+            yield rel(path), path, ""
         for name in sorted(filenames):
             path = posixpath.join(dirpath, name)
-            yield path[len(base) :].strip("/").replace("//", "/"), path, ""
+            yield rel(path), path, ""
 
 
 def _walk(root: str) -> Iterator[tuple[str, str, str]]:
@@ -146,22 +180,31 @@ def _printable(name: str) -> str:
 def _local_class_dir(input_root: str, real_root: str, name: str) -> bool:
     path = os.path.join(input_root, name)
     real = os.path.realpath(path)
-    return os.path.isdir(path) and _inside(real, real_root) and real != real_root
+    return (
+        not is_ignored(name, is_dir=True)
+        and os.path.isdir(path)
+        and _inside(real, real_root)
+        and real != real_root
+    )
 
 
 def list_classes(input_root: str, labelled: bool = True) -> list[str]:
     """The class vocabulary: sorted first-level folder names ([] when unlabelled).
 
-    Not classes: folders that are symlinks leaving the root or pointing at the root
-    itself, and names that cannot be written to labels.txt (their files are
-    quarantined by list_files).
+    Not classes: ignored (hidden) folders such as .git (see is_ignored), folders that
+    are symlinks leaving the root or pointing at the root itself, and names that
+    cannot be written to labels.txt (their files are quarantined by list_files).
     """
     if not labelled:
         return []
     if is_remote(input_root):
         gfile = _gfile()
         base = input_root.rstrip("/")
-        names = [n.rstrip("/") for n in gfile.listdir(base) if gfile.isdir(f"{base}/{n}")]
+        names = [
+            n.rstrip("/")
+            for n in gfile.listdir(base)
+            if not is_ignored(n.rstrip("/"), is_dir=True) and gfile.isdir(f"{base}/{n}")
+        ]
     else:
         real_root = os.path.realpath(input_root)
         names = [
@@ -170,8 +213,19 @@ def list_classes(input_root: str, labelled: bool = True) -> list[str]:
     return sorted(name for name in names if not _name_problem(name))
 
 
-def list_files(input_root: str, labelled: bool = True) -> tuple[list[FileEntry], list[dict]]:
-    """Walks the input root and sorts every file into a candidate or a quarantine record.
+def _ignored_relpath(relpath: str) -> bool:
+    """True when the last component of a walked relpath is ignored (see is_ignored).
+
+    The walkers yield a hidden folder as one entry and do not enter it, so a hidden
+    name anywhere in a walked relpath is its last component.
+    """
+    return is_ignored(posixpath.basename(relpath))
+
+
+def list_files(
+    input_root: str, labelled: bool = True
+) -> tuple[list[FileEntry], list[dict], list[str]]:
+    """Walks the input root and sorts every file into a candidate, quarantine or ignored.
 
     Args:
       input_root: local folder or remote URI (gs://...).
@@ -179,10 +233,13 @@ def list_files(input_root: str, labelled: bool = True) -> tuple[list[FileEntry],
         are quarantined. False: every file is unlabelled.
 
     Returns:
-      (entries, escaped): candidate files sorted by relpath, and quarantine records
+      (entries, escaped, ignored): candidate files sorted by relpath; quarantine records
       (symlinks leaving the root, root-level files, non-regular files, names that are
-      not UTF-8 or hold line breaks) sorted by path.
-      Every file seen is in exactly one of the two lists.
+      not UTF-8 or hold line breaks) sorted by path; and the sorted relpaths of ignored
+      files and hidden folders (is_ignored: .DS_Store, ._*, Thumbs.db, desktop.ini,
+      .git/ ...; a hidden folder is one entry, its contents are not listed). The name
+      rule wins over every other check, so e.g. a root-level .DS_Store is ignored.
+      Every file seen is in exactly one of the three lists.
 
     Raises:
       ValueError: if input_root is not an existing folder.
@@ -191,8 +248,11 @@ def list_files(input_root: str, labelled: bool = True) -> tuple[list[FileEntry],
     classes = list_classes(input_root, labelled)
     index = {name: i for i, name in enumerate(classes)}
     root_reason = ROOT_FILE_REASON.format(root=input_root.rstrip("/"))
-    entries, escaped = [], []
+    entries, escaped, ignored = [], [], []
     for relpath, path, problem in _walk(input_root):
+        if _ignored_relpath(relpath):
+            ignored.append(_printable(relpath))
+            continue
         top, sep, _ = relpath.partition("/")
         problem = problem or _name_problem(relpath)
         if problem:
@@ -205,7 +265,8 @@ def list_files(input_root: str, labelled: bool = True) -> tuple[list[FileEntry],
             entries.append(FileEntry(relpath, path, index[top], top))
     entries.sort()
     escaped.sort(key=lambda record: record["path"])
-    return entries, escaped
+    ignored.sort()
+    return entries, escaped, ignored
 
 
 def fingerprint(input_root: str) -> str:
@@ -213,7 +274,9 @@ def fingerprint(input_root: str) -> str:
 
     sha256 over the sorted (relpath, size, mtime_ns) of every file, plus the class
     folder names (an empty new class changes the vocabulary). File contents are not
-    read.
+    read. Ignored files and hidden folders (is_ignored) are left out: they never
+    become examples, so adding, touching or removing a .DS_Store reuses the cached
+    ingestion (whose `ignored` count then describes the folder as it was).
 
     Raises:
       ValueError: if input_root is not an existing folder.
@@ -221,6 +284,8 @@ def fingerprint(input_root: str) -> str:
     check_input_root(input_root)
     digest = hashlib.sha256(json.dumps(list_classes(input_root)).encode())
     for relpath, path, problem in sorted(_walk(input_root)):
+        if _ignored_relpath(relpath):
+            continue
         size, mtime_ns = _stat(path, problem)
         digest.update(json.dumps([relpath, size, mtime_ns, problem]).encode())
     return digest.hexdigest()

@@ -49,6 +49,10 @@ COUNT_FILES_SEEN = "files_seen"
 COUNT_INGESTED = "ingested"
 COUNT_QUARANTINED = "quarantined"
 COUNT_DUPLICATES = "duplicates"
+# Files that operating systems and tools drop into folders (.DS_Store, ._*, Thumbs.db,
+# desktop.ini, hidden folders such as .git: listing.is_ignored): neither read nor
+# quarantined. files_seen = ingested + quarantined + duplicates + ignored.
+COUNT_IGNORED = "ignored"
 COUNT_TRANSCODED = "transcoded"
 COUNT_DOWNSCALED = "downscaled"
 
