@@ -13,10 +13,11 @@ Inputs, built the way the pipeline builds them:
   noise, quality 90), each side drawn from [0.8, 1.25] x (8/7 x size), i.e. around
   256x256 for size 224, spread round-robin over 10 class folders, ingested by
   ImageExampleGen's executor into a real Examples artifact (train/eval by content hash);
-- transform graph: tf.Transform export of ``pipeline.preprocessing.preprocessing_fn``
-  (ImageSpec size x size, bilinear stretch, symmetric scaling);
+- transform graph: tf.Transform export of ``components.common.preprocessing.preprocessing_fn``
+  (ImageSpec size x size, bilinear stretch, symmetric scaling), written by
+  ``components.common.testing.write_transform`` as the tests write theirs;
 - base: ``keras.applications.MobileNetV2(include_top=False, weights=None)``, seeded,
-  saved with ``pipeline.model_io.save_keras``; cut at "out_relu", avg pooling (1280-d).
+  saved with ``components.common.model_io.save_keras``; cut at "out_relu", avg pooling (1280-d).
 
 Figures (see docs/PERFORMANCE.md for what each timing includes):
 
@@ -62,11 +63,12 @@ from tfx.types import standard_artifacts
 
 from components.bottleneck_cache import executor as cache_executor
 from components.bottleneck_cache import spec
+from components.common import artifacts, model_io, model_surgery, testing
+from components.common import examples as contract
+from components.common import preprocessing as pp
+from components.common.examples import IMAGE_KEY, LABEL_KEY
 from components.image_example_gen import executor as ingest_executor
 from components.image_example_gen import spec as ingest_spec
-from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
-from pipeline import model_io, model_surgery
-from pipeline import preprocessing as pp
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20251125
@@ -111,10 +113,9 @@ def write_images(folder: str, start: int, count: int, size: int) -> None:
 
 def ingest(folder: str, uri: str):
     """ImageExampleGen's executor on `folder`; returns the Examples artifact."""
-    examples = standard_artifacts.Examples()
-    vocabulary, report = ingest_spec.ClassVocabulary(), ingest_spec.IngestReport()
-    for name, artifact in (("examples", examples), ("vocabulary", vocabulary), ("report", report)):
-        artifact.uri = os.path.join(uri, name)
+    examples = testing.artifact(standard_artifacts.Examples, os.path.join(uri, "examples"))
+    vocabulary = testing.artifact(artifacts.ClassVocabulary, os.path.join(uri, "vocabulary"))
+    report = testing.artifact(artifacts.IngestReport, os.path.join(uri, "report"))
     exec_properties = {
         ingest_spec.INPUT_BASE_KEY: folder,
         ingest_spec.TRAIN_RATIO_KEY: TRAIN_RATIO,
@@ -141,43 +142,13 @@ def read_records(examples_uri: str, splits, feature_spec: dict) -> dict[str, np.
     return {key: np.concatenate([p[key].numpy() for p in parts]) for key in feature_spec}
 
 
-def write_transform(directory: str, image_spec: pp.ImageSpec, record: bytes) -> str:
-    """Exports preprocessing_fn's transform graph as TFX Transform does; returns the dir."""
-    import functools
-
-    import apache_beam as beam
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
-    from tfx_bsl.public import tfxio
-
-    kinds = ((IMAGE_KEY, tf.string), (LABEL_KEY, tf.int64), (IMAGE_ID_KEY, tf.string))
-    kinds += ((LABEL_NAME_KEY, tf.string),)
-    schema = schema_utils.schema_from_feature_spec(
-        {key: tf.io.FixedLenFeature([1], dtype) for key, dtype in kinds}
-    )
-    source = tfxio.TFExampleBeamRecord(
-        physical_format="inmem", telemetry_descriptors=["bench"], schema=schema
-    )
-    fn = functools.partial(pp.preprocessing_fn, custom_config=image_spec.to_dict())
-    with tft_beam.Context(temp_dir=os.path.join(directory, "tmp"), force_tf_compat_v1=False):
-        with beam.Pipeline() as pipeline:
-            raw = pipeline | "Create" >> beam.Create([record]) | "Decode" >> source.BeamSource()
-            transform_fn = (raw, source.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(fn)
-            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(directory)
-            _ = dataset_metadata.DatasetMetadata(schema) | "WriteRawMetadata" >> (
-                tft_beam.WriteMetadata(os.path.join(directory, "metadata"), pipeline)
-            )
-    return directory
-
-
 def save_base(directory: str, size: int, seed: int = SEED) -> str:
     """Seeded MobileNetV2 without top (random weights) saved as <directory>/model.keras."""
     keras.utils.set_random_seed(seed)
     model = keras.applications.MobileNetV2(
         include_top=False, weights=None, input_shape=(size, size, 3)
     )
-    model_io.save_keras(model, directory)
-    return directory
+    return testing.save_base(model, directory)
 
 
 def load_extractor(base_uri: str) -> keras.Model:
@@ -186,25 +157,17 @@ def load_extractor(base_uri: str) -> keras.Model:
 
 
 # --- the cache job --------------------------------------------------------------------
-def examples_artifact(uri: str, split_names: str):
-    artifact = standard_artifacts.Examples()
-    artifact.uri = uri
-    artifact.split_names = split_names
-    return artifact
-
-
 def run_cache(job: dict, name: str, beam_args=None) -> tuple[float, object]:
     """Times BottleneckCache's Executor.Do end to end; returns (seconds, output artifact).
 
     `job` holds examples (uri), split_names, transform, base, cache_dir, work, batch_size.
     """
-    examples = examples_artifact(job["examples"], job["split_names"])
-    transform = standard_artifacts.TransformGraph()
-    transform.uri = job["transform"]
-    base = standard_artifacts.Model()
-    base.uri = job["base"]
-    output = standard_artifacts.Examples()
-    output.uri = os.path.join(job["work"], "bottlenecks", name)
+    examples = testing.artifact(standard_artifacts.Examples, job["examples"], job["split_names"])
+    transform = testing.artifact(standard_artifacts.TransformGraph, job["transform"])
+    base = testing.artifact(standard_artifacts.Model, job["base"])
+    output = testing.artifact(
+        standard_artifacts.Examples, os.path.join(job["work"], "bottlenecks", name)
+    )
     exec_properties = {
         spec.CACHE_DIR_KEY: job["cache_dir"],
         spec.CUT_LAYER_KEY: CUT_LAYER,
@@ -279,7 +242,7 @@ def measure_throughput(args, setup: dict) -> dict:
     warm_seconds, _ = run_cache(warm_job, "warmup")
     encoded = read_records(
         setup["job"]["examples"],
-        ingest_spec.SPLITS,
+        contract.SPLITS,
         {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)},
     )[IMAGE_KEY]
     extractor = load_extractor(setup["job"]["base"])
@@ -352,15 +315,15 @@ def measure_epochs(args, setup: dict, cold_output: str, cold_seconds: float) -> 
     dim = int(extractor.outputs[0].shape[-1])
     records = read_records(
         cold_output,
-        [ingest_spec.TRAIN_SPLIT],
+        [contract.TRAIN_SPLIT],
         {
-            spec.BOTTLENECK_KEY: tf.io.FixedLenFeature([dim], tf.float32),
+            contract.BOTTLENECK_KEY: tf.io.FixedLenFeature([dim], tf.float32),
             IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
             LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
         },
     )
     labels = records[LABEL_KEY]
-    cached = tf.data.Dataset.from_tensor_slices((records[spec.BOTTLENECK_KEY], labels))
+    cached = tf.data.Dataset.from_tensor_slices((records[contract.BOTTLENECK_KEY], labels))
     cached_model = keras.Sequential([keras.Input((dim,)), head_layer()])
     cached_epochs = fit_epochs(
         cached_model, cached.batch(args.batch_size).prefetch(tf.data.AUTOTUNE), 1 + CACHED_EPOCHS
@@ -637,13 +600,13 @@ def prepare(args, work: str) -> dict:
     warmup_folder = os.path.join(work, "images_warmup")
     write_images(warmup_folder, 10**6, WARMUP_IMAGES, args.size)
     warmup = ingest(warmup_folder, os.path.join(work, "ingest_warmup"))
-    pattern = os.path.join(examples.uri, f"Split-{ingest_spec.TRAIN_SPLIT}", "*")
+    pattern = os.path.join(examples.uri, f"Split-{contract.TRAIN_SPLIT}", "*")
     record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"))).numpy()
     image_spec = pp.ImageSpec(height=args.size, width=args.size)
     job = {
         "examples": examples.uri,
         "split_names": examples.split_names,
-        "transform": write_transform(os.path.join(work, "transform"), image_spec, record),
+        "transform": testing.write_transform(os.path.join(work, "transform"), record, image_spec),
         "base": save_base(os.path.join(work, "base"), args.size),
         "cache_dir": os.path.join(work, "cache"),
         "work": work,

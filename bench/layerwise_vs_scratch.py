@@ -42,8 +42,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from components.common import model_surgery
 from components.layerwise_pretrainer import stack
-from pipeline import model_surgery
 from pipeline.config import KIND_LAYERWISE, PipelineConfig, load_config
 
 LABELS_PER_CLASS = (5, 10, 20)

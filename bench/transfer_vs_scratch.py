@@ -2,8 +2,8 @@
 
 Trains two arms over several seeds and prints their target accuracy side by side:
 
-- **transfer**: exactly what the pipeline's Trainer does. ``pipeline.trainer.train``
-  with the TrainerConfig the pipeline builds (``pipeline.pipeline.trainer_config``),
+- **transfer**: exactly what the pipeline's Trainer does. ``components.trainer.train.train``
+  with the TrainerConfig the pipeline builds (``pipeline.dag.trainer_config``),
   only the seed replaced, on BottleneckCache's records, with the SourceTrainer's model
   (BaseModelGen's when the config has no source task) as the base: a new head on the
   frozen, source-pretrained layers (plus fine-tuning when the config's policy asks).
@@ -62,11 +62,12 @@ from absl import logging as absl_logging
 
 from components.base_model_gen import bases
 from components.base_model_gen import spec as base_spec
-from components.image_example_gen.spec import IMAGE_ID_KEY, LABEL_KEY
-from pipeline import model_io, trainer
-from pipeline import trainer_data as data
-from pipeline.preprocessing import ImageSpec
-from pipeline.trainer_config import MODE_FULL, TrainerConfig
+from components.common import model_io
+from components.common.examples import IMAGE_ID_KEY, LABEL_KEY
+from components.common.preprocessing import ImageSpec
+from components.trainer import data
+from components.trainer import train as trainer
+from components.trainer.config import MODE_FULL, TrainerConfig
 
 TRANSFER = "transfer"
 SCRATCH = "scratch"
@@ -587,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scratch_learning_rate is not None and args.scratch_learning_rate <= 0:
         _parser().error("--scratch-learning-rate must be > 0")
     from pipeline.config import load_config
-    from pipeline.pipeline import trainer_config  # tfx: only needed here
+    from pipeline.dag import trainer_config  # tfx: only needed here
 
     config = load_config(args.config)
     if config.base_model is None:

@@ -22,8 +22,8 @@ TITLE_MODULE = "kubeflow"
 
 # Class name -> dotted path of every custom artifact type that a pipeline step outputs.
 ARTIFACT_CLASSES = {
-    "ClassVocabulary": "components.image_example_gen.spec.ClassVocabulary",
-    "IngestReport": "components.image_example_gen.spec.IngestReport",
+    "ClassVocabulary": "components.common.artifacts.ClassVocabulary",
+    "IngestReport": "components.common.artifacts.IngestReport",
 }
 
 

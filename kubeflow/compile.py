@@ -84,7 +84,7 @@ def runtime_parameters(kf: KubeflowConfig, config: PipelineConfig) -> dict[str, 
     from google.protobuf import json_format
     from tfx import v1 as tfx
 
-    from pipeline import pipeline as pipeline_lib
+    from pipeline import dag as pipeline_lib
 
     def parameter(name: str, default: str):
         return tfx.dsl.experimental.RuntimeParameter(name=name, ptype=str, default=default)
@@ -161,7 +161,7 @@ def configure_components(pipeline, kf: KubeflowConfig) -> None:
 
 def _external_input_components(pipeline) -> list[str]:
     """Ids of components whose fingerprint driver keys the cache on outside files."""
-    from components.fingerprint_driver import FingerprintDriver
+    from components.common.fingerprint_driver import FingerprintDriver
 
     return sorted(
         c.id
@@ -219,7 +219,7 @@ def compile_pipeline(kf: KubeflowConfig, output: str | None = None) -> CompiledP
     """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as runner_lib
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.dag import create_pipeline
 
     config = kubeflow_config.cluster_pipeline_config(kf)
     output = output or os.path.join(DEFAULT_OUTPUT_DIR, f"{config.pipeline_name}.yaml")

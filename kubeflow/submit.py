@@ -210,8 +210,8 @@ def schedule(client, args: argparse.Namespace, spec: dict[str, Any]) -> str:
     return created.recurring_run_id
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubeflow.submit", description=__doc__.split("\n")[0])
+def build_parser(prog: str = "kubeflow.submit") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in (("run", "submit one run"), ("schedule", "create/replace a recurring run")):
         p = sub.add_parser(name, help=help_)
@@ -245,9 +245,10 @@ def main(
     argv: list[str] | None = None,
     client_factory: Callable[..., Any] = _default_client_factory,
     environ: dict[str, str] | None = None,
+    prog: str = "kubeflow.submit",
 ) -> int:
     """Command line; `client_factory` builds the kfp.Client (tests pass a fake)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     environ = dict(os.environ if environ is None else environ)
     try:
         spec = read_package(args.package)
@@ -260,7 +261,8 @@ def main(
         else:
             print(f"recurring run {schedule(client, args, spec)} scheduled")
     except SubmitError as e:
-        print(f"kubeflow.submit {args.command}: error: {e}", file=sys.stderr)
+        label = prog if prog != "kubeflow.submit" else f"{prog} {args.command}"
+        print(f"{label}: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -8,6 +8,14 @@
                                                 top-k classes from the pushed model
     tfx-transfer compile [--config kubeflow/configs/demo.yaml] [--output FILE.yaml]
                                                 compile for Kubeflow Pipelines (KFP v2)
+    tfx-transfer submit --package FILE.yaml ... submit one run to Kubeflow Pipelines
+    tfx-transfer schedule --package FILE.yaml --name N --cron '0 3 * * *' ...
+                                                create or replace a recurring run
+    tfx-transfer serving-manifests --config kubeflow/configs/demo.yaml
+                                                TF Serving Kubernetes manifests
+
+Nothing heavy (TensorFlow, TFX, Kubeflow code) is imported before a subcommand needs
+it, so `--help` answers at once.
 
 Every failure is one message on stderr (no traceback) and an exit status:
 
@@ -27,11 +35,11 @@ import logging
 import sys
 import time
 
-from pipeline import config as config_lib
+from pipeline.errors import RunInProgressError, ServerError, StepFailedError
 
 DEFAULT_CONFIG = "pipeline/configs/demo.yaml"
-# Bad config, arguments or input files: exit status 2.
-_USER_ERRORS = (config_lib.ConfigError, FileNotFoundError, FileExistsError, ValueError, OSError)
+# Bad config (ConfigError is a ValueError), arguments or input files: exit status 2.
+_USER_ERRORS = (ValueError, OSError)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> None:
@@ -58,9 +66,11 @@ def _cmd_schema(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = config_lib.load_config(args.config)
+    from pipeline import config as config_lib
     from pipeline import preflight
-    from pipeline.local_runner import RunInProgressError, run_local
+
+    config = config_lib.load_config(args.config)
+    from pipeline.local_runner import run_local
     from pipeline.run_summary import latest_run
 
     preflight.check(config)
@@ -107,14 +117,6 @@ def print_summary(config, summary, seconds: float) -> int:
     return 1 if failed else 0
 
 
-class StepFailedError(RuntimeError):
-    """A pipeline step stopped the run (exit status 4)."""
-
-
-class ServerError(RuntimeError):
-    """TF Serving could not be reached or answered an error (exit status 5)."""
-
-
 def _step_message(error: Exception) -> str:
     from components.anomaly_gate.gate import DataAnomalyError
 
@@ -136,17 +138,15 @@ def _print_counts(what: str, counts: dict[str, int], state: str | None) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from pipeline import config as config_lib
     from pipeline import predict
 
     if args.server:
         name = args.model_name or config_lib.load_config(args.config).serving.model_name
-        try:
-            if args.protocol == "rest":
-                results = predict.predict_rest(args.server, name, args.images, args.top_k)
-            else:
-                results = predict.predict_grpc(args.server, name, args.images, args.top_k)
-        except predict.ServerError as e:
-            raise ServerError(str(e)) from e
+        if args.protocol == "rest":  # ServerError (exit status 5) when it fails
+            results = predict.predict_rest(args.server, name, args.images, args.top_k)
+        else:
+            results = predict.predict_grpc(args.server, name, args.images, args.top_k)
     else:
         model_dir = args.model_dir
         if not model_dir:
@@ -170,7 +170,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     compiled = kubeflow_compile.compile_pipeline(deployment, args.output or None)
     steps = len(compiled.pipeline_spec["root"]["dag"]["tasks"])
     print(f"compiled {steps} steps to {compiled.path} (image {deployment.image})")
-    print(f"  submit: python -m kubeflow.submit run --package {compiled.path}")
+    print(f"  submit: tfx-transfer submit --package {compiled.path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,14 +210,38 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--config", default="kubeflow/configs/demo.yaml", help="a deployment config")
     comp.add_argument("--output", default="", help="default build/kubeflow/<name>.yaml")
     comp.set_defaults(func=_cmd_compile)
+
+    # Kubeflow's own command lines, under one name; their arguments pass through.
+    for name, help_ in (
+        ("submit", "submit one run of a compiled pipeline to Kubeflow Pipelines"),
+        ("schedule", "create or replace a recurring run on Kubeflow Pipelines"),
+        ("serving-manifests", "render TF Serving's Kubernetes manifests for the pushed model"),
+    ):
+        passthrough = sub.add_parser(name, help=help_, add_help=False)
+        passthrough.add_argument("arguments", nargs=argparse.REMAINDER)
+        passthrough.set_defaults(func=_cmd_kubeflow)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.local_runner import RunInProgressError
+def _cmd_kubeflow(args: argparse.Namespace) -> int:
+    """submit / schedule / serving-manifests: kubeflow.submit's and kubeflow.serving's."""
+    if args.command == "serving-manifests":
+        from kubeflow.serving import render
 
+        return render.main(args.arguments, prog="tfx-transfer serving-manifests")
+    from kubeflow import submit
+
+    verb = "run" if args.command == "submit" else "schedule"
+    return submit.main([verb, *args.arguments], prog=f"tfx-transfer {args.command}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown and args.command not in ("submit", "schedule", "serving-manifests"):
+        build_parser().parse_args(argv)  # argparse's own error for unknown arguments
+    if unknown:
+        args.arguments = [*unknown, *args.arguments]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     statuses = ((RunInProgressError, 3), (StepFailedError, 4), (ServerError, 5))
     try:
         status = args.func(args)

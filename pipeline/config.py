@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import yaml
 
 from components.base_model_gen import spec as base_spec
-from components.bottleneck_cache import spec as cache_spec
+from components.common import model_surgery, preprocessing
+from components.common.artifact_io import is_remote
 from components.layerwise_pretrainer import spec as layerwise_spec
-from pipeline import preprocessing
+from components.trainer import config as trainer_config
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,8 @@ class ConfigError(ValueError):
 
 
 KIND_LAYERWISE = "layerwise_pretrain"
+# The Trainer's defaults (a TrainerConfig needs an image spec to exist; any will do).
+_TRAINER = trainer_config.TrainerConfig(image=preprocessing.ImageSpec(height=1, width=1))
 T = TypeVar("T")
 
 
@@ -40,7 +43,13 @@ def _choice(*allowed: str) -> dict[str, Any]:
 
 
 def _range(low: float | None = None, high: float | None = None, *, exclusive=False):
-    return {"range": (low, high, exclusive)}
+    return {"range": (low, high, exclusive, exclusive)}
+
+
+def _owned(name: str) -> dict[str, Any]:
+    """The range of a training number as its owner (components.trainer.config) states it."""
+    bounds = trainer_config.BOUNDS[name]
+    return {"range": (bounds.low, bounds.high, bounds.low_open, bounds.high_open)}
 
 
 def _path() -> dict[str, Any]:
@@ -163,7 +172,9 @@ class BaseModelConfig:
     cut_layer: str = ""
     drop_top_layers: int = dataclasses.field(default=0, metadata=_range(0))
     # Applied when the cut output is a spatial map.
-    pooling: str = dataclasses.field(default="avg", metadata=_choice(*cache_spec.POOLINGS))
+    pooling: str = dataclasses.field(
+        default=model_surgery.DEFAULT_POOLING, metadata=_choice(*model_surgery.POOLINGS)
+    )
     # Optional: train the base on a labelled source task first (inside the pipeline).
     source_task: SourceTaskConfig | None = None
     # Required for kind layerwise_pretrain.
@@ -183,26 +194,34 @@ class CacheConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """The new head (phase 1, on cached bottlenecks) and optional fine-tuning (phase 2)."""
+    """The new head (phase 1, on cached bottlenecks) and optional fine-tuning (phase 2).
+
+    Defaults and ranges are the Trainer's own (components.trainer.config: TrainerConfig
+    and BOUNDS), except fine_tune, which the YAML turns on ("auto") by default.
+    """
 
     hidden_units: tuple[int, ...] = ()
-    dropout: float = dataclasses.field(default=0.0, metadata=_range(0.0, 0.95))
+    dropout: float = dataclasses.field(default=_TRAINER.dropout, metadata=_owned("dropout"))
     learning_rate: float = dataclasses.field(
-        default=1e-3, metadata=_range(0.0, 1.0, exclusive=True)
+        default=_TRAINER.learning_rate, metadata=_owned("learning_rate")
     )
-    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
-    epochs: int = dataclasses.field(default=50, metadata=_range(1))
-    early_stopping_patience: int = dataclasses.field(default=5, metadata=_range(1))
+    batch_size: int = dataclasses.field(default=_TRAINER.batch_size, metadata=_owned("batch_size"))
+    epochs: int = dataclasses.field(default=_TRAINER.epochs, metadata=_owned("epochs"))
+    early_stopping_patience: int = dataclasses.field(
+        default=_TRAINER.early_stopping_patience, metadata=_owned("early_stopping_patience")
+    )
     # off: train the head only; auto: choose how many top layers to unfreeze from the
     # labelled examples per class; layers: unfreeze fine_tune_layers top layers.
     fine_tune: str = dataclasses.field(default="auto", metadata=_choice("off", "auto", "layers"))
     fine_tune_layers: int = dataclasses.field(default=0, metadata=_range(0))
-    fine_tune_epochs: int = dataclasses.field(default=10, metadata=_range(1))
+    fine_tune_epochs: int = dataclasses.field(
+        default=_TRAINER.fine_tune_epochs, metadata=_owned("fine_tune_epochs")
+    )
     # Fine-tuning learning rate = learning_rate * this (about a tenth).
     fine_tune_lr_factor: float = dataclasses.field(
-        default=0.1, metadata=_range(0.0, 1.0, exclusive=True)
+        default=_TRAINER.fine_tune_lr_factor, metadata=_owned("fine_tune_lr_factor")
     )
-    seed: int = 0
+    seed: int = dataclasses.field(default=_TRAINER.seed, metadata=_owned("seed"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,12 +280,8 @@ class PipelineConfig:
         return os.path.join(self.pipeline_root, self.pipeline_name)
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
 def _resolve_path(value: str, base_dir: str) -> str:
-    if not value or _is_remote(value):
+    if not value or is_remote(value):
         return value
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
@@ -302,10 +317,10 @@ def _check_metadata(name: str, value: Any, meta: Mapping[str, Any]) -> None:
         allowed = ", ".join(meta["choices"])
         raise ConfigError(f"{name}: {value!r} is not allowed; choose one of: {allowed}")
     if "range" in meta:
-        low, high, exclusive = meta["range"]
-        above, below = (">", "<") if exclusive else (">=", "<=")
-        ok_low = low is None or (value > low if exclusive else value >= low)
-        ok_high = high is None or (value < high if exclusive else value <= high)
+        low, high, low_open, high_open = meta["range"]
+        above, below = ">" if low_open else ">=", "<" if high_open else "<="
+        ok_low = low is None or (value > low if low_open else value >= low)
+        ok_high = high is None or (value < high if high_open else value <= high)
         if not (ok_low and ok_high):
             bounds = [f"{op} {b}" for op, b in ((above, low), (below, high)) if b is not None]
             must = " and ".join(bounds)

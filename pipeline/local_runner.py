@@ -18,12 +18,9 @@ import socket
 from collections.abc import Iterator
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import RunInProgressError
 
 LOCK_FILE = ".run.lock"
-
-
-class RunInProgressError(RuntimeError):
-    """Another run holds the pipeline root or metadata file."""
 
 
 @contextlib.contextmanager
@@ -75,7 +72,7 @@ def run_local(config: PipelineConfig, wait: bool = False) -> None:
     """
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.dag import create_pipeline
 
     with run_lock(config, wait):
         metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline import model_io
+from components.common import model_io
+from pipeline.errors import ServerError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +63,6 @@ def top_k(
         decoded = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
         predictions.append(Prediction(source, [(decoded[i], float(probs[i])) for i in order]))
     return predictions
-
-
-class ServerError(RuntimeError):
-    """TF Serving could not be reached, or answered with an error."""
 
 
 def _read(paths: Sequence[str]) -> list[bytes]:

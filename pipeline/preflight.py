@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import os
 
+from components.common.artifact_io import is_remote
 from pipeline.config import KIND_LAYERWISE, ConfigError, PipelineConfig
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path
 
 
 def _missing(field: str, path: str, kind: str) -> str | None:
     """A problem sentence when a local file or folder is not there, else None."""
-    if not path or _is_remote(path):
+    if not path or is_remote(path):
         return None
     want_dir = kind == "folder"
     if not os.path.exists(path):
@@ -36,7 +33,7 @@ def _missing(field: str, path: str, kind: str) -> str | None:
 
 
 def _schema_classes(field: str, path: str, problems: list[str]) -> list[str] | None:
-    from pipeline.trainer_data import class_names_from_schema
+    from components.common.schema import class_names_from_schema
 
     try:
         return class_names_from_schema(path)
@@ -88,7 +85,7 @@ def _base_architecture(config: PipelineConfig):
 
 
 def _cut_problem(config: PipelineConfig) -> str | None:
-    from pipeline import model_surgery
+    from components.common import model_surgery
 
     base = config.base_model
     try:
@@ -144,10 +141,10 @@ def problems(config: PipelineConfig) -> list[str]:
     result = [problem for problem in found if problem]
     bad_fields = {problem.split(":", 1)[0] for problem in result}
     for schema_field, schema, data_field, root in _labelled_sets(config):
-        if schema_field in bad_fields or _is_remote(schema):
+        if schema_field in bad_fields or is_remote(schema):
             continue
         classes = _schema_classes(schema_field, schema, result)
-        if classes is not None and data_field not in bad_fields and not _is_remote(root):
+        if classes is not None and data_field not in bad_fields and not is_remote(root):
             result += _class_folder_problems(data_field, root, classes, schema)
     if config.base_model is not None and not result:
         cut = _cut_problem(config)

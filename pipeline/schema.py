@@ -14,7 +14,7 @@ import os
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.image_example_gen import spec
+from components.common import examples as contract
 
 IMAGE_FORMATS = ("jpeg", "png", "gif", "bmp")
 
@@ -30,25 +30,25 @@ def _required_scalar(schema: schema_pb2.Schema, name: str, type_: int) -> schema
 def build_schema(class_names: list[str] | None) -> schema_pb2.Schema:
     """Returns the schema for examples of these classes (None: unlabelled data)."""
     schema = schema_pb2.Schema()
-    image = _required_scalar(schema, spec.IMAGE_KEY, schema_pb2.BYTES)
+    image = _required_scalar(schema, contract.IMAGE_KEY, schema_pb2.BYTES)
     image.image_domain.SetInParent()
-    label = _required_scalar(schema, spec.LABEL_KEY, schema_pb2.INT)
+    label = _required_scalar(schema, contract.LABEL_KEY, schema_pb2.INT)
     label.int_domain.is_categorical = True
-    label_name = _required_scalar(schema, spec.LABEL_NAME_KEY, schema_pb2.BYTES)
+    label_name = _required_scalar(schema, contract.LABEL_NAME_KEY, schema_pb2.BYTES)
     if class_names:
         label.int_domain.min = 0
         label.int_domain.max = len(class_names) - 1
-        label_name.string_domain.name = spec.LABEL_NAME_KEY
+        label_name.string_domain.name = contract.LABEL_NAME_KEY
         label_name.string_domain.value.extend(class_names)
     else:
-        label.int_domain.min = spec.UNLABELLED
-        label.int_domain.max = spec.UNLABELLED
-    _required_scalar(schema, spec.IMAGE_ID_KEY, schema_pb2.BYTES)
-    _required_scalar(schema, spec.SOURCE_PATH_KEY, schema_pb2.BYTES)
-    for key in (spec.HEIGHT_KEY, spec.WIDTH_KEY):
+        label.int_domain.min = contract.UNLABELLED
+        label.int_domain.max = contract.UNLABELLED
+    _required_scalar(schema, contract.IMAGE_ID_KEY, schema_pb2.BYTES)
+    _required_scalar(schema, contract.SOURCE_PATH_KEY, schema_pb2.BYTES)
+    for key in (contract.HEIGHT_KEY, contract.WIDTH_KEY):
         _required_scalar(schema, key, schema_pb2.INT).int_domain.min = 1
-    fmt = _required_scalar(schema, spec.FORMAT_KEY, schema_pb2.BYTES)
-    fmt.string_domain.name = spec.FORMAT_KEY
+    fmt = _required_scalar(schema, contract.FORMAT_KEY, schema_pb2.BYTES)
+    fmt.string_domain.name = contract.FORMAT_KEY
     fmt.string_domain.value.extend(IMAGE_FORMATS)
     return schema
 
@@ -69,9 +69,3 @@ def write_schema(schema: schema_pb2.Schema, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text_format.MessageToString(schema))
-
-
-def read_schema(path: str) -> schema_pb2.Schema:
-    """Reads a text schema file."""
-    with open(path, encoding="utf-8") as f:
-        return text_format.Parse(f.read(), schema_pb2.Schema())

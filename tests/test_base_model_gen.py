@@ -8,7 +8,7 @@ import pytest
 from tfx.types import standard_artifacts
 
 from components.base_model_gen import bases, component, executor, spec
-from pipeline import model_io
+from components.common import model_io
 
 
 def _weights_equal(a: keras.Model, b: keras.Model) -> bool:

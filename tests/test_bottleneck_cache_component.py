@@ -18,100 +18,41 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.bottleneck_cache import component, executor, spec
 from components.bottleneck_cache import plan as plan_lib
-from components.image_example_gen.spec import (
+from components.common import examples as contract
+from components.common.examples import (
     IMAGE_ID_KEY,
     IMAGE_KEY,
     LABEL_KEY,
     LABEL_NAME_KEY,
     SPLITS,
 )
-from tests.test_bottleneck_cache_core import (
-    make_record,
+from components.common.testing import (
+    TINY_DIM,
+    artifact,
+    build_hostile_root,
+    parse_split,
     save_base,
     tiny_cnn,
+    vectors_by_id,
     write_examples,
-    write_transform,
 )
-from tests.test_image_example_gen_component import run_executor as run_image_example_gen
-from tests.test_image_example_gen_core import build_hostile_root
 
-DIM = 4  # tiny_cnn's relu1 has 4 channels, pooled
-
-
-def _artifact(artifact_type, uri):
-    artifact = artifact_type()
-    artifact.uri = str(uri)
-    return artifact
+DIM = TINY_DIM  # tiny_cnn's relu1 has 4 channels, pooled
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, run_image_example_gen, write_transform):
     """(examples, transform_graph, base_model) artifacts, and the ingested image count."""
     root = tmp_path_factory.mktemp("inputs")
     image_root, expected = build_hostile_root(root)
     examples, _, _ = run_image_example_gen(root, image_root)
-    transform = _artifact(standard_artifacts.TransformGraph, write_transform(root / "transform"))
-    base = _artifact(standard_artifacts.Model, save_base(tiny_cnn(), root / "base"))
+    transform = artifact(standard_artifacts.TransformGraph, write_transform(root / "transform"))
+    base = artifact(standard_artifacts.Model, save_base(tiny_cnn(), root / "base"))
     return examples, transform, base, len(expected["valid"])
 
 
-def run_cache(tmp_path, inputs, name, beam_args=None, **overrides):
-    """Runs Executor.Do into a new output artifact <tmp_path>/<name>; returns it."""
-    examples, transform, base, _ = inputs
-    output = _artifact(standard_artifacts.Examples, tmp_path / name)
-    exec_properties = {
-        spec.CACHE_DIR_KEY: str(tmp_path / "cache"),
-        spec.CUT_LAYER_KEY: "relu1",
-        spec.DROP_TOP_LAYERS_KEY: 0,
-        spec.POOLING_KEY: "avg",
-        spec.BATCH_SIZE_KEY: 4,
-        **overrides,
-    }
-    input_dict = {
-        spec.EXAMPLES_KEY: [examples],
-        spec.TRANSFORM_GRAPH_KEY: [transform],
-        spec.BASE_MODEL_KEY: [base],
-    }
-    context = executor.Executor.Context(
-        beam_pipeline_args=beam_args, tmp_dir=str(tmp_path / "tmp"), unique_id=name
-    )
-    executor.Executor(context).Do(input_dict, {spec.BOTTLENECKS_KEY: [output]}, exec_properties)
-    return output
-
-
-def parse_split(output, split, dim=DIM):
-    """Records of one split parsed with the feature spec a Trainer would use."""
-    files = tf.io.gfile.glob(
-        os.path.join(artifact_utils.get_split_uri([output], split), "data_tfrecord-*.gz")
-    )
-    assert files, split
-    feature_spec = {
-        spec.BOTTLENECK_KEY: tf.io.FixedLenFeature([dim], tf.float32),
-        LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-        LABEL_NAME_KEY: tf.io.FixedLenFeature([], tf.string),
-        IMAGE_ID_KEY: tf.io.FixedLenFeature([], tf.string),
-        IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-    }
-    records = list(tf.data.TFRecordDataset(files, compression_type="GZIP"))
-    if not records:
-        return {}
-    parsed = tf.io.parse_example(tf.stack(records), feature_spec)
-    return {key: value.numpy() for key, value in parsed.items()}
-
-
-def vectors_by_id(output) -> dict:
-    vectors = {}
-    for split in SPLITS:
-        parsed = parse_split(output, split)
-        for image_id, vector in zip(
-            parsed.get(IMAGE_ID_KEY, []), parsed.get(spec.BOTTLENECK_KEY, []), strict=True
-        ):
-            vectors[image_id.decode()] = vector
-    return vectors
-
-
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, inputs):
+def first_run(tmp_path_factory, inputs, run_cache):
     tmp_path = tmp_path_factory.mktemp("first_run")
     return tmp_path, run_cache(tmp_path, inputs, "first")
 
@@ -138,7 +79,7 @@ def test_executor_writes_standard_examples_with_bottlenecks(first_run, inputs):
             assert parsed[IMAGE_KEY][i] == feature[IMAGE_KEY].bytes_list.value[0]
             assert parsed[LABEL_KEY][i] == feature[LABEL_KEY].int64_list.value[0]
             assert parsed[LABEL_NAME_KEY][i] == feature[LABEL_NAME_KEY].bytes_list.value[0]
-        assert np.all(np.isfinite(parsed[spec.BOTTLENECK_KEY]))
+        assert np.all(np.isfinite(parsed[contract.BOTTLENECK_KEY]))
     assert total == ingested == len(inputs_by_id)
 
     plan = plan_lib.make_plan(base.uri, transform.uri, cut_layer="relu1")
@@ -166,7 +107,7 @@ def test_executor_writes_standard_examples_with_bottlenecks(first_run, inputs):
     assert len(os.listdir(namespace_dir)) == 2  # namespace.json and one shard
 
 
-def test_second_execution_reuses_every_vector(first_run, inputs):
+def test_second_execution_reuses_every_vector(first_run, inputs, run_cache):
     tmp_path, first = first_run
     second = run_cache(tmp_path, inputs, "second", drop_top_layers=3, **{spec.CUT_LAYER_KEY: ""})
     # The same cut reached another way: conv1 bn1 relu1 | conv2 gap logits.
@@ -180,10 +121,10 @@ def test_second_execution_reuses_every_vector(first_run, inputs):
         np.testing.assert_array_equal(got[image_id], vector)
 
 
-def test_executor_raises_when_every_record_fails(tmp_path, inputs):
+def test_executor_raises_when_every_record_fails(tmp_path, inputs, make_record, run_cache):
     _, transform, base, _ = inputs
     bad = {split: [make_record(b"not an image %d" % i) for i in range(2)] for split in SPLITS}
-    examples = _artifact(standard_artifacts.Examples, write_examples(tmp_path / "bad", bad))
+    examples = artifact(standard_artifacts.Examples, write_examples(tmp_path / "bad", bad))
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
     with pytest.raises(ValueError, match="every record failed \\(4\\):.*Unknown image file format"):
         run_cache(tmp_path, (examples, transform, base, 0), "out")
@@ -195,29 +136,35 @@ def test_executor_raises_when_every_record_fails(tmp_path, inputs):
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
-        ({spec.POOLING_KEY: "mean"}, ValueError, r"pooling must be one of \['avg', 'max'"),
+        (
+            {spec.POOLING_KEY: "mean"},
+            ValueError,
+            r"pooling: 'mean' is not allowed; choose one of: avg, max",
+        ),
         ({spec.BATCH_SIZE_KEY: -2}, ValueError, "batch_size must be an integer >= 1"),
         ({spec.CUT_LAYER_KEY: "nope"}, ValueError, r"'nope' is not a layer.*names: image, conv1"),
         ({spec.DROP_TOP_LAYERS_KEY: 50, spec.CUT_LAYER_KEY: ""}, ValueError, ">= 0 and <= 5"),
     ],
 )
 def test_executor_rejects_bad_parameters_before_running(
-    tmp_path, inputs, overrides, error, message
+    tmp_path, inputs, run_cache, overrides, error, message
 ):
     with pytest.raises(error, match=message):
         run_cache(tmp_path, inputs, "out", **overrides)
     assert not os.path.exists(tmp_path / "cache")  # rejected before anything is written
 
 
-def test_executor_names_the_missing_model_file(tmp_path, inputs):
+def test_executor_names_the_missing_model_file(tmp_path, inputs, run_cache):
     examples, transform, _, _ = inputs
     (tmp_path / "empty_model").mkdir()
-    empty = _artifact(standard_artifacts.Model, tmp_path / "empty_model")
+    empty = artifact(standard_artifacts.Model, tmp_path / "empty_model")
     with pytest.raises(FileNotFoundError, match="empty_model/model.keras"):
         run_cache(tmp_path, (examples, transform, empty, 0), "out")
 
 
-def test_a_corrupt_cache_shard_is_quarantined_counted_and_summarized(tmp_path, inputs, capsys):
+def test_a_corrupt_cache_shard_is_quarantined_counted_and_summarized(
+    tmp_path, inputs, run_cache, capsys
+):
     from components.bottleneck_cache import store
     from pipeline import cli
     from pipeline.run_summary import RunSummary
@@ -300,7 +247,10 @@ def test_component_properties_reach_the_executor_and_beam_args_stay_per_instance
     "arguments, message",
     [
         ({"cache_dir": ""}, "cache_dir must be a non-empty folder path"),
-        ({"pooling": "average"}, r"pooling must be one of \['avg', 'max', 'flatten', 'none'\]"),
+        (
+            {"pooling": "average"},
+            r"pooling: '(mean|average)' is not allowed; choose one of: avg, max, flatten, none",
+        ),
         ({"drop_top_layers": -3}, "drop_top_layers must be an integer >= 0"),
         ({"cut_layer": "x", "drop_top_layers": 2}, "set cut_layer or drop_top_layers, not both"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),

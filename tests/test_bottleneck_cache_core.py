@@ -2,212 +2,48 @@
 
 Correctness is checked against a direct TensorFlow computation on real Keras
 Applications architectures (random weights); everything else uses a tiny CNN. The
-helpers here (images, transform graph, base models, running the job, reading its
-output) are reused by test_bottleneck_cache_incremental.py and
-test_bottleneck_cache_component.py.
+helpers (images, transform graph, base models, running the job, reading its output)
+are shared with the other bottleneck cache tests: components.common.testing and the
+fixtures of conftest.py.
 """
 
 import datetime
-import functools
-import io
 import json
 import os
 import threading
 
-import apache_beam as beam
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
-from tfx_bsl.public import tfxio
 
-from components.bottleneck_cache import bases, cache, handler, spec, store
+from components.bottleneck_cache import base_file, cache, handler, spec, store
 from components.bottleneck_cache import plan as plan_lib
-from components.bottleneck_cache import transform as transform_lib
-from components.image_example_gen import ingest
-from components.image_example_gen.spec import (
+from components.common import artifact_io, testing
+from components.common import examples as contract
+from components.common import model_surgery as surgery
+from components.common import preprocessing as pp
+from components.common import transform_graph as transform_lib
+from components.common.examples import (
     IMAGE_ID_KEY,
     IMAGE_KEY,
     LABEL_KEY,
     LABEL_NAME_KEY,
     SPLITS,
 )
-from pipeline import model_io
-from pipeline import model_surgery as surgery
-from pipeline import preprocessing as pp
-
-SIZE = 32
-IMAGE_SPEC = pp.ImageSpec(height=SIZE, width=SIZE)
-
-# (height, width, Pillow mode, format): odd sizes, grey, RGB and RGBA, PNG and JPEG.
-SHAPES = (
-    (5, 7, "RGB", "PNG"),
-    (13, 4, "RGB", "JPEG"),
-    (9, 9, "L", "PNG"),
-    (6, 11, "RGBA", "PNG"),
-    (40, 33, "RGB", "JPEG"),
-    (3, 17, "L", "JPEG"),
+from components.common.testing import (
+    direct_vectors,
+    make_image,
+    read_output,
+    read_vectors,
+    save_base,
+    tiny_cnn,
+    write_examples,
 )
 
-
-# --- helpers (also used by the other bottleneck cache tests) ---------------------------
-def make_image(index: int, seed: int = 0) -> bytes:
-    """A distinct noisy image; the shape and format cycle through SHAPES."""
-    height, width, mode, fmt = SHAPES[index % len(SHAPES)]
-    pixels = np.random.default_rng([seed, index]).integers(0, 256, (height, width, 4), np.uint8)
-    image = Image.fromarray(pixels, "RGBA").convert(mode)
-    out = io.BytesIO()
-    image.save(out, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return out.getvalue()
-
-
-def make_record(image: bytes, label: int = 0) -> bytes:
-    """A serialized tf.Example exactly as ImageExampleGen writes it."""
-    image_id = ingest.content_id(image)
-    return ingest.make_example(
-        image, label, f"class{label}", image_id, f"c/{image_id}", 1, 1, "png"
-    )
-
-
-def write_examples(root, splits: dict) -> str:
-    """Writes {split: [serialized record]} in the Examples layout; returns root."""
-    for split, records in splits.items():
-        directory = os.path.join(str(root), f"Split-{split}")
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
-        with tf.io.TFRecordWriter(path, "GZIP") as writer:
-            for record in records:
-                writer.write(record)
-    return str(root)
-
-
-def split_images(images: list) -> dict:
-    """{train: records, eval: records}: every third image goes to eval."""
-    records = [make_record(image, i % 2) for i, image in enumerate(images)]
-    return {SPLITS[0]: records[0::3] + records[2::3], SPLITS[1]: records[1::3]}
-
-
-def write_transform(directory, image_spec: pp.ImageSpec = IMAGE_SPEC, scalar: bool = False) -> str:
-    """Exports a transform graph of preprocessing_fn as TFX Transform does; returns its dir.
-
-    The raw features have shape [1] like the checked-in schemas (shape [] when scalar).
-    """
-    shape = [] if scalar else [1]
-    feature_spec = {
-        IMAGE_KEY: tf.io.FixedLenFeature(shape, tf.string),
-        LABEL_KEY: tf.io.FixedLenFeature(shape, tf.int64),
-        IMAGE_ID_KEY: tf.io.FixedLenFeature(shape, tf.string),
-        LABEL_NAME_KEY: tf.io.FixedLenFeature(shape, tf.string),
-    }
-    schema = schema_utils.schema_from_feature_spec(feature_spec)
-    source = tfxio.TFExampleBeamRecord(
-        physical_format="inmem", telemetry_descriptors=["test"], schema=schema
-    )
-    fn = functools.partial(pp.preprocessing_fn, custom_config=image_spec.to_dict())
-    out = str(directory)
-    with tft_beam.Context(temp_dir=os.path.join(out, "tmp"), force_tf_compat_v1=False):
-        with beam.Pipeline() as pipeline:
-            records = (
-                pipeline
-                | "Create" >> beam.Create([make_record(make_image(0))])
-                | "Decode" >> source.BeamSource()
-            )
-            transform_fn = (records, source.TensorAdapterConfig()) | tft_beam.AnalyzeDataset(fn)
-            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
-            _ = dataset_metadata.DatasetMetadata(schema) | "WriteRawMetadata" >> (
-                tft_beam.WriteMetadata(os.path.join(out, "metadata"), pipeline)
-            )
-    return out
-
-
-def tiny_cnn(seed: int = 0) -> keras.Model:
-    """Input 32x32x3 -> conv1 -> bn1 -> relu1 -> conv2 -> gap -> logits."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
-    x = keras.layers.BatchNormalization(name="bn1")(x)
-    x = keras.layers.ReLU(name="relu1")(x)
-    x = keras.layers.Conv2D(6, 3, strides=2, name="conv2")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(3, name="logits")(x)
-    model = keras.Model(inputs, outputs, name="tiny")
-    bn = model.get_layer("bn1")  # non-trivial statistics: inference mode matters
-    bn.moving_mean.assign(np.full(4, 0.3, np.float32))
-    bn.moving_variance.assign(np.full(4, 2.0, np.float32))
-    return model
-
-
-def save_base(model: keras.Model, directory) -> str:
-    """Saves model.keras into a Model artifact-like directory; returns the directory."""
-    model_io.save_keras(model, str(directory))
-    return str(directory)
-
-
-def run_job(examples_root, base_dir, transform_dir, cache_dir, out_dir, **options):
-    """make_plan + cache.run_bottlenecks; returns (plan, counts).
-
-    Options: cut_layer, drop_top_layers, pooling, batch_size, beam_args, run_id.
-    """
-    plan = plan_lib.make_plan(
-        str(base_dir),
-        str(transform_dir),
-        options.get("cut_layer", ""),
-        options.get("drop_top_layers", 0),
-        options.get("pooling", "avg"),
-    )
-    splits = sorted(os.listdir(examples_root))
-    names = [s.removeprefix("Split-") for s in splits]
-    patterns = {n: os.path.join(examples_root, s, "*") for n, s in zip(names, splits, strict=True)}
-    counts = cache.run_bottlenecks(
-        lambda: beam.Pipeline(argv=options.get("beam_args", [])),
-        patterns,
-        plan,
-        str(cache_dir),
-        str(out_dir),
-        options.get("batch_size", 4),
-        run_id=options.get("run_id", ""),
-    )
-    return plan, counts
-
-
-def read_output(out_dir, split: str) -> list:
-    """Parsed output records of one split (tf.train.Example feature maps)."""
-    pattern = os.path.join(str(out_dir), f"Split-{split}", "data_tfrecord-*.gz")
-    files = tf.io.gfile.glob(pattern)
-    assert files, f"no output file matches {pattern}"
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    return [tf.train.Example.FromString(r.numpy()).features.feature for r in dataset]
-
-
-def read_vectors(out_dir, splits=SPLITS) -> dict:
-    """{image_id: vector} over the given splits of an output."""
-    vectors = {}
-    for split in splits:
-        for feature in read_output(out_dir, split):
-            image_id = feature[IMAGE_ID_KEY].bytes_list.value[0].decode()
-            vectors[image_id] = np.array(feature[spec.BOTTLENECK_KEY].float_list.value, np.float32)
-    return vectors
-
-
-def direct_vectors(
-    model: keras.Model, layer: str, pooling: str, images: list, image_spec=IMAGE_SPEC
-) -> np.ndarray:
-    """The reference: the layer's output on preprocess_images, pooled, flattened."""
-    output = model.get_layer(layer).output
-    pool = {
-        "avg": keras.layers.GlobalAveragePooling2D(),
-        "max": keras.layers.GlobalMaxPooling2D(),
-        "flatten": keras.layers.Flatten(),
-        "none": None,
-    }[pooling]
-    reference = keras.Model(model.input, pool(output) if pool else output)
-    pixels = image_spec.preprocess(tf.constant(images))
-    out = reference(pixels, training=False).numpy()
-    return out.reshape(len(images), -1)
+SIZE = testing.TINY_SIZE
+IMAGE_SPEC = testing.TINY_SPEC
 
 
 def he_initialize(model: keras.Model, seed: int) -> keras.Model:
@@ -231,20 +67,8 @@ def he_initialize(model: keras.Model, seed: int) -> keras.Model:
     return model
 
 
-def assert_close(got: np.ndarray, expected: np.ndarray, tolerance: float = 1e-5) -> None:
-    """max |got - expected| < tolerance, relative to the values' scale when above 1."""
-    scale = max(1.0, float(np.abs(expected).max()))
-    assert got.shape == expected.shape
-    assert np.abs(got - expected).max() < tolerance * scale, np.abs(got - expected).max()
-
-
 @pytest.fixture(scope="module")
-def transform_dir(tmp_path_factory):
-    return write_transform(tmp_path_factory.mktemp("transform"))
-
-
-@pytest.fixture(scope="module")
-def scaled_transforms(tmp_path_factory, transform_dir):
+def scaled_transforms(tmp_path_factory, transform_dir, write_transform):
     """scaling -> (ImageSpec, transform dir), exported on first use."""
     exported = {IMAGE_SPEC.scaling: (IMAGE_SPEC, transform_dir)}
 
@@ -256,11 +80,6 @@ def scaled_transforms(tmp_path_factory, transform_dir):
         return exported[scaling]
 
     return get
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return save_base(tiny_cnn(), tmp_path_factory.mktemp("tiny_base"))
 
 
 # --- (a) correctness on real architectures ----------------------------------------------
@@ -288,7 +107,15 @@ ARCHITECTURES = [
 
 @pytest.mark.parametrize("architecture, scaling, cut, pooling", ARCHITECTURES)
 def test_cached_vectors_equal_direct_computation(
-    tmp_path, scaled_transforms, architecture, scaling, cut, pooling
+    tmp_path,
+    scaled_transforms,
+    split_images,
+    run_job,
+    assert_close,
+    architecture,
+    scaling,
+    cut,
+    pooling,
 ):
     image_spec, transform_dir = scaled_transforms(scaling)
     keras.utils.set_random_seed(1)
@@ -319,12 +146,14 @@ def test_cached_vectors_equal_direct_computation(
     vectors = read_vectors(tmp_path / "out")
     assert len(vectors) == len(images)
     for i, image in enumerate(images):
-        got = vectors[ingest.content_id(image)]
+        got = vectors[artifact_io.content_id(image)]
         assert got.shape == (plan.dim,)
         assert_close(got, expected[i])
 
 
-def test_output_records_keep_every_input_feature(tmp_path, transform_dir, tiny_base):
+def test_output_records_keep_every_input_feature(
+    tmp_path, transform_dir, tiny_base, split_images, run_job
+):
     images = [make_image(i) for i in range(4)]
     examples = write_examples(tmp_path / "examples", split_images(images))
     plan, counts = run_job(
@@ -337,7 +166,7 @@ def test_output_records_keep_every_input_feature(tmp_path, transform_dir, tiny_b
         pooling="none",
     )
     assert plan.shape == (30, 30, 4) and plan.pooling == "none" and plan.dim == 3600
-    inputs = {ingest.content_id(image): i for i, image in enumerate(images)}
+    inputs = {artifact_io.content_id(image): i for i, image in enumerate(images)}
     for split, records in split_images(images).items():
         outputs = read_output(tmp_path / "out", split)
         assert counts[cache.split_count_name(split)] == len(outputs) == len(records)
@@ -347,15 +176,17 @@ def test_output_records_keep_every_input_feature(tmp_path, transform_dir, tiny_b
             assert feature[IMAGE_KEY].bytes_list.value == [images[index]]
             assert feature[LABEL_KEY].int64_list.value == [index % 2]
             assert feature[LABEL_NAME_KEY].bytes_list.value == [b"class%d" % (index % 2)]
-            assert len(feature[spec.BOTTLENECK_KEY].float_list.value) == 3600
+            assert len(feature[contract.BOTTLENECK_KEY].float_list.value) == 3600
     spatial = direct_vectors(tiny_cnn(), "relu1", "none", images[:1])[0]
     np.testing.assert_allclose(
-        read_vectors(tmp_path / "out")[ingest.content_id(images[0])], spatial, atol=1e-5
+        read_vectors(tmp_path / "out")[artifact_io.content_id(images[0])], spatial, atol=1e-5
     )
 
 
 # --- (e) corrupt records ------------------------------------------------------------------
-def test_corrupt_records_are_counted_and_written_not_fatal(tmp_path, transform_dir, tiny_base):
+def test_corrupt_records_are_counted_and_written_not_fatal(
+    tmp_path, transform_dir, tiny_base, make_record, run_job
+):
     good = [make_image(i) for i in range(5)]
     not_image = make_record(b"this is not an image", label=1)
     truncated_png = make_record(make_image(0, seed=9)[:40])
@@ -383,14 +214,14 @@ def test_corrupt_records_are_counted_and_written_not_fatal(tmp_path, transform_d
     vectors = read_vectors(tmp_path / "out")
     expected = direct_vectors(tiny_cnn(), "conv2", "avg", good)
     for i, image in enumerate(good):
-        np.testing.assert_allclose(vectors[ingest.content_id(image)], expected[i], atol=1e-5)
+        np.testing.assert_allclose(vectors[artifact_io.content_id(image)], expected[i], atol=1e-5)
 
     failures = cache.read_failures(str(tmp_path / "out"))
     by_id = {(f["split"], f["image_id"]): f["error"] for f in failures}
     assert len(failures) == 4
-    not_image_id = ingest.content_id(b"this is not an image")
+    not_image_id = artifact_io.content_id(b"this is not an image")
     assert "Unknown image file format" in by_id[(SPLITS[0], not_image_id)]
-    assert "PNG" in by_id[(SPLITS[0], ingest.content_id(make_image(0, seed=9)[:40]))]
+    assert "PNG" in by_id[(SPLITS[0], artifact_io.content_id(make_image(0, seed=9)[:40]))]
     errors = sorted(f["error"] for f in failures if f["split"] == SPLITS[1])
     assert any("not a tf.Example" in e for e in errors)
     assert any("no single non-empty 'image'" in e for e in errors)
@@ -468,7 +299,7 @@ def test_missing_base_model_names_what_was_looked_for(tmp_path, transform_dir):
     empty = tmp_path / "empty_model_dir"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=f"looked for {empty}/model.keras"):
-        bases.load_base(str(empty))
+        base_file.load_base(str(empty))
     with pytest.raises(FileNotFoundError, match=f"no Keras model at {tmp_path}/nowhere"):
         plan_lib.make_plan(str(tmp_path / "nowhere"), transform_dir)
 
@@ -489,7 +320,10 @@ def test_base_input_must_match_the_transform_output(tmp_path, transform_dir):
         ({"drop_top_layers": -1}, "drop_top_layers must be an integer >= 0"),
         ({"drop_top_layers": True}, "drop_top_layers must be an integer >= 0"),
         ({"cut_layer": "a", "drop_top_layers": 1}, "set cut_layer or drop_top_layers, not both"),
-        ({"pooling": "mean"}, r"pooling must be one of \['avg', 'max', 'flatten', 'none'\]"),
+        (
+            {"pooling": "mean"},
+            r"pooling: '(mean|average)' is not allowed; choose one of: avg, max, flatten, none",
+        ),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     ],
 )
@@ -509,24 +343,24 @@ def test_validate_parameters_names_argument_and_allowed_values(arguments, messag
 # --- fingerprints --------------------------------------------------------------------------
 def test_base_fingerprint_follows_weights_and_cut_not_saving(tmp_path):
     model = tiny_cnn()
-    first = bases.fingerprint(surgery.cut_base(model, "relu1"))
+    first = base_file.fingerprint(surgery.cut_base(model, "relu1"))
     assert len(first) == 64
-    reloaded = bases.load_base(save_base(model, tmp_path / "a"))
-    assert bases.fingerprint(surgery.cut_base(reloaded, "relu1")) == first
-    resaved = bases.load_base(save_base(reloaded, tmp_path / "b"))
+    reloaded = base_file.load_base(save_base(model, tmp_path / "a"))
+    assert base_file.fingerprint(surgery.cut_base(reloaded, "relu1")) == first
+    resaved = base_file.load_base(save_base(reloaded, tmp_path / "b"))
     frozen = surgery.cut_base(resaved, "relu1")
     surgery.freeze_extractor(frozen, "avg")  # sets trainable=False on its layers
-    assert bases.fingerprint(frozen) == first
-    assert bases.fingerprint(surgery.cut_base(model, "conv2")) != first
+    assert base_file.fingerprint(frozen) == first
+    assert base_file.fingerprint(surgery.cut_base(model, "conv2")) != first
     # Weights of layers above the cut do not matter; those below do.
     model.get_layer("logits").kernel.assign(np.zeros((6, 3), np.float32))
-    assert bases.fingerprint(surgery.cut_base(model, "relu1")) == first
+    assert base_file.fingerprint(surgery.cut_base(model, "relu1")) == first
     kernel = model.get_layer("conv1").kernel
     kernel.assign(kernel.numpy() + 1e-6)
-    assert bases.fingerprint(surgery.cut_base(model, "relu1")) != first
+    assert base_file.fingerprint(surgery.cut_base(model, "relu1")) != first
 
 
-def test_transform_fingerprint_is_behavioural(tmp_path, transform_dir):
+def test_transform_fingerprint_is_behavioural(tmp_path, transform_dir, write_transform):
     same_fp, probes = transform_lib.transform_fingerprint(
         transform_lib.load_image_transform(transform_dir)
     )

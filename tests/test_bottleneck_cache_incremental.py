@@ -3,7 +3,7 @@
 A rerun with the same inputs computes nothing; new images are the only ones computed;
 a changed base (weights or cut), pooling or preprocessing gets a new namespace and
 recomputes everything; re-saving the same base or re-exporting the same
-preprocessing does not. Helpers come from test_bottleneck_cache_core.py.
+preprocessing does not. Helpers come from components.common.testing and conftest.py.
 """
 
 import json
@@ -14,33 +14,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.bottleneck_cache import bases, handler, spec, store
+from components.bottleneck_cache import base_file, handler, spec, store
 from components.bottleneck_cache import extractor as extractor_lib
 from components.bottleneck_cache import plan as plan_lib
-from components.bottleneck_cache import transform as transform_lib
-from pipeline import preprocessing as pp
-from tests.test_bottleneck_cache_core import (
-    IMAGE_SPEC,
-    SIZE,
+from components.common import preprocessing as pp
+from components.common import testing
+from components.common import transform_graph as transform_lib
+from components.common.testing import (
     make_image,
     read_vectors,
-    run_job,
     save_base,
-    split_images,
     tiny_cnn,
     write_examples,
-    write_transform,
 )
 
-
-@pytest.fixture(scope="module")
-def transform_dir(tmp_path_factory):
-    return write_transform(tmp_path_factory.mktemp("transform"))
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return save_base(tiny_cnn(), tmp_path_factory.mktemp("tiny_base"))
+SIZE = testing.TINY_SIZE
+IMAGE_SPEC = testing.TINY_SPEC
 
 
 def shard_files(cache_dir, plan) -> list:
@@ -51,7 +40,9 @@ def counts_of(counts: dict) -> tuple:
     return counts[spec.PROP_COMPUTED], counts[spec.PROP_REUSED], counts[spec.PROP_FAILED]
 
 
-def test_incremental_runs_compute_only_new_images(tmp_path, transform_dir, tiny_base):
+def test_incremental_runs_compute_only_new_images(
+    tmp_path, transform_dir, tiny_base, split_images, run_job
+):
     images = [make_image(i, seed=3) for i in range(20)]
     cache_dir = tmp_path / "cache"
 
@@ -88,7 +79,7 @@ def test_incremental_runs_compute_only_new_images(tmp_path, transform_dir, tiny_
 
 
 def test_a_corrupt_shard_is_quarantined_once_and_never_read_again(
-    tmp_path, transform_dir, tiny_base, caplog
+    tmp_path, transform_dir, tiny_base, split_images, run_job, caplog
 ):
     """A torn shard and a foreign file are moved to quarantine/ by the run that finds
     them (counted, warned about once, their vectors recomputed); the next run neither
@@ -156,7 +147,9 @@ def test_a_corrupt_shard_is_quarantined_once_and_never_read_again(
         np.testing.assert_array_equal(fourth[image_id], vector)
 
 
-def test_changes_invalidate_exactly_what_they_must(tmp_path, transform_dir, tiny_base):
+def test_changes_invalidate_exactly_what_they_must(
+    tmp_path, transform_dir, tiny_base, split_images, run_job, write_transform
+):
     images = [make_image(i, seed=5) for i in range(6)]
     examples = write_examples(tmp_path / "examples", split_images(images))
     cache_dir = tmp_path / "cache"
@@ -191,7 +184,9 @@ def test_changes_invalidate_exactly_what_they_must(tmp_path, transform_dir, tiny
     assert sorted(os.listdir(cache_dir)) == sorted({namespace, *(n for n, _ in changed)})
 
 
-def test_transform_fingerprint_follows_every_preprocessing_choice(tmp_path, transform_dir):
+def test_transform_fingerprint_follows_every_preprocessing_choice(
+    tmp_path, transform_dir, write_transform
+):
     def fingerprint(directory):
         return transform_lib.transform_fingerprint(transform_lib.load_image_transform(directory))[0]
 
@@ -207,11 +202,11 @@ def test_transform_fingerprint_follows_every_preprocessing_choice(tmp_path, tran
 
 
 def test_the_model_is_loaded_once_per_process_and_only_when_needed(
-    tmp_path, transform_dir, monkeypatch
+    tmp_path, transform_dir, split_images, run_job, monkeypatch
 ):
     loads = []
-    load_bytes = bases.load_bytes
-    monkeypatch.setattr(bases, "load_bytes", lambda data: loads.append(1) or load_bytes(data))
+    load_bytes = base_file.load_bytes
+    monkeypatch.setattr(base_file, "load_bytes", lambda data: loads.append(1) or load_bytes(data))
     base = save_base(tiny_cnn(seed=2), tmp_path / "base")  # loaded by no other test
     images = [make_image(i, seed=8) for i in range(6)]
     examples = write_examples(tmp_path / "examples", split_images(images))

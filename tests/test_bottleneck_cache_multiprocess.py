@@ -9,32 +9,32 @@ import numpy as np
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.bottleneck_cache import spec
-from components.image_example_gen import ingest
-from components.image_example_gen.spec import SPLITS
-from tests.test_bottleneck_cache_component import _artifact, run_cache, vectors_by_id
-from tests.test_bottleneck_cache_core import (
-    assert_close,
+from components.common import artifact_io
+from components.common.examples import SPLITS
+from components.common.testing import (
+    artifact,
     direct_vectors,
     make_image,
-    make_record,
     save_base,
     tiny_cnn,
+    vectors_by_id,
     write_examples,
-    write_transform,
 )
 
 BEAM_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
-def test_multi_processing_direct_runner_computes_what_in_memory_reuses(tmp_path):
+def test_multi_processing_direct_runner_computes_what_in_memory_reuses(
+    tmp_path, make_record, write_transform, run_cache, assert_close
+):
     images = [make_image(i, seed=11) for i in range(8)]
     bad = make_record(b"not an image")
     records = [make_record(image) for image in images]
     splits = {SPLITS[0]: records[:5] + [bad], SPLITS[1]: records[5:]}
-    examples = _artifact(standard_artifacts.Examples, write_examples(tmp_path / "in", splits))
+    examples = artifact(standard_artifacts.Examples, write_examples(tmp_path / "in", splits))
     examples.split_names = artifact_utils.encode_split_names(list(SPLITS))
-    transform = _artifact(standard_artifacts.TransformGraph, write_transform(tmp_path / "tf"))
-    base = _artifact(standard_artifacts.Model, save_base(tiny_cnn(), tmp_path / "base"))
+    transform = artifact(standard_artifacts.TransformGraph, write_transform(tmp_path / "tf"))
+    base = artifact(standard_artifacts.Model, save_base(tiny_cnn(), tmp_path / "base"))
     inputs = (examples, transform, base, len(images))
 
     output = run_cache(tmp_path, inputs, "multi", beam_args=BEAM_ARGS)
@@ -44,7 +44,7 @@ def test_multi_processing_direct_runner_computes_what_in_memory_reuses(tmp_path)
     vectors = vectors_by_id(output)
     expected = direct_vectors(tiny_cnn(), "relu1", "avg", images)
     for i, image in enumerate(images):
-        assert_close(vectors[ingest.content_id(image)], expected[i])
+        assert_close(vectors[artifact_io.content_id(image)], expected[i])
 
     # The shard the worker processes wrote serves an in-memory run completely.
     again = run_cache(tmp_path, inputs, "in_memory")

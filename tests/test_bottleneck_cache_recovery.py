@@ -22,20 +22,12 @@ import tensorflow as tf
 
 from components.bottleneck_cache import plan as plan_lib
 from components.bottleneck_cache import spec, store
-from tests.test_bottleneck_cache_core import (
-    make_image,
-    read_vectors,
-    run_job,
-    save_base,
-    split_images,
-    tiny_cnn,
-    write_examples,
-    write_transform,
-)
+from components.common.testing import make_image, read_vectors, save_base, tiny_cnn, write_examples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Runs the job until it reaches the point named by its `stop_at` argument, writes that
+# Runs the job (conftest's run_job with cut_layer="relu1", spelled out: a child process
+# has no fixtures) until it reaches the point named by its `stop_at` argument, writes that
 # name (and a path, for "writing") as a line to the pipe `ready_fd` and waits there for
 # the parent's SIGKILL: the kill point
 # is fixed, not a race between the run and the parent. The code runs unchanged up to
@@ -48,8 +40,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRIES_STAGED = 2
 _CHILD = """
 import os, sys, threading
+import apache_beam as beam
 from components.bottleneck_cache import cache
-from tests.test_bottleneck_cache_core import run_job
+from components.bottleneck_cache import plan as plan_lib
+from components.common import testing
 
 examples, base, transform, cache_dir, out, stop_at, ready_fd, entries = sys.argv[1:9]
 
@@ -80,12 +74,14 @@ elif stop_at == "finalized":
     cache._write_summary = write_summary_or_stop
 else:
     sys.exit("unknown stop_at " + stop_at)
-run_job(examples, base, transform, cache_dir, out, cut_layer="relu1")
+plan = plan_lib.make_plan(base, transform, "relu1", 0, "avg")
+patterns = testing.split_patterns(examples)
+cache.run_bottlenecks(lambda: beam.Pipeline(argv=[]), patterns, plan, cache_dir, out, 4, run_id="")
 """
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, split_images, write_transform, run_job):
     """(examples, base, transform, images, reference vectors of an uninterrupted run)."""
     root = tmp_path_factory.mktemp("recovery")
     images = [make_image(i, seed=7) for i in range(24)]
@@ -167,7 +163,7 @@ def _listing(namespace: str) -> list[str]:
     )
 
 
-def _rerun_and_compare(setup, tmp_path, name) -> dict:
+def _rerun_and_compare(setup, tmp_path, name, run_job) -> dict:
     examples, base, transform, images, reference = setup
     cache_dir, out = tmp_path / f"{name}_cache", tmp_path / f"{name}_rerun"
     _, counts = run_job(examples, base, transform, cache_dir, out, cut_layer="relu1")
@@ -180,7 +176,7 @@ def _rerun_and_compare(setup, tmp_path, name) -> dict:
     return counts
 
 
-def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path):
+def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path, run_job):
     """Two runs, SIGKILLed at fixed points (they share the 2 cores' start-up time):
 
     "writing": in the middle of computing, its new shard only staged (the staging
@@ -203,7 +199,7 @@ def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path):
     assert os.path.getsize(staged) > 0  # entries on disk, the gzip stream unfinished
     with pytest.raises(ValueError, match="truncated gzip stream"):
         store.read_shard(staged, plan.dim)
-    counts = _rerun_and_compare(setup, tmp_path, "writing")
+    counts = _rerun_and_compare(setup, tmp_path, "writing", run_job)
     assert counts[spec.PROP_COMPUTED] == len(images)  # the staged file was not read
     assert counts[spec.PROP_SHARDS_SKIPPED] == 0
     # The rerun removed the killed run's staging folder (its process is gone) and its own.
@@ -212,13 +208,15 @@ def test_killed_runs_rerun_to_the_uninterrupted_result(setup, tmp_path):
     finalized = _listing(finalized_ns)
     assert sum(name.startswith("entries-") for name in finalized) == 1, finalized
     assert not os.path.exists(tmp_path / "finalized_out" / spec.COUNTS_FILE)  # run unfinished
-    counts = _rerun_and_compare(setup, tmp_path, "finalized")
+    counts = _rerun_and_compare(setup, tmp_path, "finalized", run_job)
     assert counts[spec.PROP_COMPUTED] == 0  # every vector came from the finalized shard
     assert counts[spec.PROP_SHARDS_SKIPPED] == 0
     assert not tf.io.gfile.glob(os.path.join(finalized_ns, "beam-temp-entries-*"))
 
 
-def test_torn_and_duplicated_shards_are_skipped_or_deduplicated(setup, tmp_path):
+def test_torn_and_duplicated_shards_are_skipped_or_deduplicated(
+    setup, tmp_path, split_images, run_job
+):
     examples, base, transform, images, _ = setup
     cache_dir = tmp_path / "torn_cache"
     first_images = images[:12]
@@ -237,7 +235,7 @@ def test_torn_and_duplicated_shards_are_skipped_or_deduplicated(setup, tmp_path)
     with open(os.path.join(namespace, "entries-garbage-00000-of-00001.tfrecord.gz"), "wb") as f:
         f.write(b"not a gzip file at all")
 
-    counts = _rerun_and_compare(setup, tmp_path, "torn")
+    counts = _rerun_and_compare(setup, tmp_path, "torn", run_job)
     assert counts[spec.PROP_SHARDS_SKIPPED] == 2
     assert counts[spec.PROP_REUSED] == 12 and counts[spec.PROP_COMPUTED] == len(images) - 12
 

@@ -9,31 +9,10 @@ import tensorflow as tf
 from tfx.orchestration.portable import data_types as portable_data_types
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.image_example_gen import component, driver, executor, ingest, spec
-from tests.test_image_example_gen_core import MAX_PIXELS, build_hostile_root, encode
-
-
-def run_executor(tmp_path, input_base, **overrides):
-    """Runs Executor.Do on fresh artifacts; returns (examples, vocabulary, report)."""
-    examples = standard_artifacts.Examples()
-    vocabulary, report = spec.ClassVocabulary(), spec.IngestReport()
-    for name, artifact in (("examples", examples), ("vocabulary", vocabulary), ("report", report)):
-        artifact.uri = str(tmp_path / "out" / name)
-    exec_properties = {
-        spec.INPUT_BASE_KEY: str(input_base),
-        spec.TRAIN_RATIO_KEY: 0.5,
-        spec.MAX_PIXELS_KEY: MAX_PIXELS,
-        spec.MAX_SIDE_KEY: 0,
-        spec.LABELLED_KEY: 1,
-        **overrides,
-    }
-    output_dict = {
-        spec.EXAMPLES_KEY: [examples],
-        spec.VOCABULARY_KEY: [vocabulary],
-        spec.REPORT_KEY: [report],
-    }
-    executor.Executor().Do({}, output_dict, exec_properties)
-    return examples, vocabulary, report
+from components.common import artifact_io, artifacts
+from components.common import examples as contract
+from components.common.testing import build_hostile_root, encode
+from components.image_example_gen import component, driver, ingest, spec
 
 
 def read_split(examples, split):
@@ -49,28 +28,28 @@ def read_json_lines(path):
         return [json.loads(line) for line in f]
 
 
-def test_executor_on_hostile_folder(tmp_path):
+def test_executor_on_hostile_folder(tmp_path, run_image_example_gen):
     root, expected = build_hostile_root(tmp_path)
-    examples, vocabulary, report = run_executor(tmp_path, root)
+    examples, vocabulary, report = run_image_example_gen(tmp_path, root)
 
-    assert artifact_utils.decode_split_names(examples.split_names) == list(spec.SPLITS)
+    assert artifact_utils.decode_split_names(examples.split_names) == list(contract.SPLITS)
     seen_paths = {}
-    for split in spec.SPLITS:
+    for split in contract.SPLITS:
         files, parsed = read_split(examples, split)
         assert files, f"no TFRecord file in split {split}"
         assert examples.get_int_custom_property(ingest.split_count_name(split)) == len(parsed)
         for feature in parsed:
-            path = feature[spec.SOURCE_PATH_KEY].bytes_list.value[0].decode("utf-8")
-            data = feature[spec.IMAGE_KEY].bytes_list.value[0]
+            path = feature[contract.SOURCE_PATH_KEY].bytes_list.value[0].decode("utf-8")
+            data = feature[contract.IMAGE_KEY].bytes_list.value[0]
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
             assert image.shape == (7, 5, 3), path
-            label_name = feature[spec.LABEL_NAME_KEY].bytes_list.value[0].decode("utf-8")
-            label = feature[spec.LABEL_KEY].int64_list.value[0]
+            label_name = feature[contract.LABEL_NAME_KEY].bytes_list.value[0].decode("utf-8")
+            label = feature[contract.LABEL_KEY].int64_list.value[0]
             assert expected["classes"][label] == label_name == path.split("/")[0]
-            seen_paths[path] = feature[spec.IMAGE_ID_KEY].bytes_list.value[0].decode()
+            seen_paths[path] = feature[contract.IMAGE_ID_KEY].bytes_list.value[0].decode()
     assert sorted(seen_paths) == sorted(expected["valid"])
     for path, image_id in seen_paths.items():
-        assert image_id == ingest.content_id(expected["valid"][path])
+        assert image_id == artifact_io.content_id(expected["valid"][path])
 
     counts = {
         spec.COUNT_FILES_SEEN: 36,
@@ -84,61 +63,61 @@ def test_executor_on_hostile_folder(tmp_path):
     for name, value in counts.items():
         assert examples.get_int_custom_property(name) == value, name
         assert report.get_int_custom_property(name) == value, name
-    with open(os.path.join(report.uri, spec.COUNTS_FILE)) as f:
+    with open(os.path.join(report.uri, artifacts.COUNTS_FILE)) as f:
         written = json.load(f)
     assert {name: written[name] for name in counts} == counts
     assert len(expected["ignored"]) == counts[spec.COUNT_IGNORED]
 
-    with open(os.path.join(vocabulary.uri, spec.VOCABULARY_FILE), encoding="utf-8") as f:
+    with open(os.path.join(vocabulary.uri, artifacts.VOCABULARY_FILE), encoding="utf-8") as f:
         assert f.read().splitlines() == expected["classes"]
-    with open(os.path.join(vocabulary.uri, spec.CLASS_COUNTS_FILE), encoding="utf-8") as f:
+    with open(os.path.join(vocabulary.uri, artifacts.CLASS_COUNTS_FILE), encoding="utf-8") as f:
         class_counts = json.load(f)
     assert sorted(class_counts) == expected["classes"]
-    assert class_counts["empty_class"] == {spec.TRAIN_SPLIT: 0, spec.EVAL_SPLIT: 0}
+    assert class_counts["empty_class"] == {contract.TRAIN_SPLIT: 0, contract.EVAL_SPLIT: 0}
     assert sum(class_counts["cats"].values()) == 12
 
-    quarantine = read_json_lines(os.path.join(report.uri, spec.QUARANTINE_FILE))
+    quarantine = read_json_lines(os.path.join(report.uri, artifacts.QUARANTINE_FILE))
     assert [r["path"] for r in quarantine] == sorted(expected["quarantined"])
     for record in quarantine:
         assert expected["quarantined"][record["path"]] in record["reason"]
-    duplicates = read_json_lines(os.path.join(report.uri, spec.DUPLICATES_FILE))
+    duplicates = read_json_lines(os.path.join(report.uri, artifacts.DUPLICATES_FILE))
     assert {r["path"]: r["kept"] for r in duplicates} == expected["duplicates"]
 
 
-def test_executor_writes_both_splits_even_when_one_is_empty(tmp_path):
+def test_executor_writes_both_splits_even_when_one_is_empty(tmp_path, run_image_example_gen):
     root = tmp_path / "one"
     (root / "cats").mkdir(parents=True)
     (root / "cats" / "only.png").write_bytes(encode("RGB", (1, 2, 3), "PNG"))
-    examples, _, report = run_executor(tmp_path, root, **{spec.LABELLED_KEY: 0})
+    examples, _, report = run_image_example_gen(tmp_path, root, **{spec.LABELLED_KEY: 0})
     sizes = {}
-    for split in spec.SPLITS:
+    for split in contract.SPLITS:
         files, parsed = read_split(examples, split)
         assert len(files) == 1
         sizes[split] = len(parsed)
         for feature in parsed:
-            assert feature[spec.LABEL_KEY].int64_list.value == [spec.UNLABELLED]
+            assert feature[contract.LABEL_KEY].int64_list.value == [contract.UNLABELLED]
     assert sorted(sizes.values()) == [0, 1]
-    assert os.path.getsize(os.path.join(report.uri, spec.QUARANTINE_FILE)) == 0
-    assert os.path.getsize(os.path.join(report.uri, spec.DUPLICATES_FILE)) == 0
+    assert os.path.getsize(os.path.join(report.uri, artifacts.QUARANTINE_FILE)) == 0
+    assert os.path.getsize(os.path.join(report.uri, artifacts.DUPLICATES_FILE)) == 0
 
 
-def test_executor_raises_when_nothing_is_ingested(tmp_path):
+def test_executor_raises_when_nothing_is_ingested(tmp_path, run_image_example_gen):
     root = tmp_path / "bad"
     (root / "cats").mkdir(parents=True)
     (root / "cats" / "note.png").write_text("not an image")
     (root / "stray.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="no image was ingested") as error:
-        run_executor(tmp_path, root)
+        run_image_example_gen(tmp_path, root)
     message = str(error.value)
     assert "2 files seen, 0 ingested" in message
     assert "cats/note.png: not an image Pillow can identify" in message
     assert "stray.jpg: not inside a class folder" in message
 
 
-def test_executor_raises_on_missing_input_root(tmp_path):
+def test_executor_raises_on_missing_input_root(tmp_path, run_image_example_gen):
     missing = tmp_path / "missing"
     with pytest.raises(ValueError, match=f"input_base {missing} does not exist; point data.root"):
-        run_executor(tmp_path, missing)
+        run_image_example_gen(tmp_path, missing)
 
 
 # --- driver ----------------------------------------------------------------------------
@@ -193,8 +172,8 @@ def test_component_declares_outputs_and_properties(tmp_path):
     gen = component.ImageExampleGen(str(tmp_path), train_ratio=0.7, max_side=64, labelled=False)
     assert gen.driver_class is driver.Driver
     assert gen.outputs[spec.EXAMPLES_KEY].type is standard_artifacts.Examples
-    assert gen.outputs[spec.VOCABULARY_KEY].type is spec.ClassVocabulary
-    assert gen.outputs[spec.REPORT_KEY].type is spec.IngestReport
+    assert gen.outputs[spec.VOCABULARY_KEY].type is artifacts.ClassVocabulary
+    assert gen.outputs[spec.REPORT_KEY].type is artifacts.IngestReport
     assert gen.exec_properties[spec.TRAIN_RATIO_KEY] == 0.7
     assert gen.exec_properties[spec.MAX_PIXELS_KEY] == 50_000_000
     assert gen.exec_properties[spec.MAX_SIDE_KEY] == 64

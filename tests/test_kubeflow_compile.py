@@ -13,11 +13,12 @@ import math
 import pytest
 import yaml
 
+from components.common import artifacts
 from kubeflow import artifact_types
 from kubeflow import compile as kubeflow_compile
 from kubeflow import config as kubeflow_config
 from pipeline import cli
-from pipeline import pipeline as pipeline_lib
+from pipeline import dag as pipeline_lib
 from pipeline.config import ConfigError
 
 DEMO = "kubeflow/configs/demo.yaml"
@@ -226,8 +227,6 @@ def test_kfp_sdk_loads_the_compiled_spec(compiled, tmp_path):
 def test_custom_artifact_titles_import_in_the_container(compiled):
     from tfx.utils import import_utils
 
-    from components.image_example_gen import spec as ingest_spec
-
     _, spec, _ = compiled
     titles = set()
     for component in spec["components"].values():
@@ -238,12 +237,12 @@ def test_custom_artifact_titles_import_in_the_container(compiled):
     assert custom == {"kubeflow.ClassVocabulary", "kubeflow.IngestReport"}
     # The step entrypoint imports the class by its title (_retrieve_class_path).
     assert import_utils.import_class_by_path("kubeflow.ClassVocabulary") is (
-        ingest_spec.ClassVocabulary
+        artifacts.ClassVocabulary
     )
-    assert import_utils.import_class_by_path("kubeflow.IngestReport") is ingest_spec.IngestReport
+    assert import_utils.import_class_by_path("kubeflow.IngestReport") is artifacts.IngestReport
     # ... and the local type names (in local ML Metadata stores) are unchanged.
-    assert ingest_spec.ClassVocabulary.TYPE_NAME == "ClassVocabulary"
-    assert ingest_spec.IngestReport.TYPE_NAME == "IngestReport"
+    assert artifacts.ClassVocabulary.TYPE_NAME == "ClassVocabulary"
+    assert artifacts.IngestReport.TYPE_NAME == "IngestReport"
 
 
 def test_unregistered_custom_artifact_type_is_an_error():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.image_example_gen.spec import SPLITS
+from components.common import model_io, model_surgery
+from components.common.examples import SPLITS
+from components.common.testing import make_image, write_examples
 from components.layerwise_pretrainer import executor, spec, stack
 from components.layerwise_pretrainer.component import LayerwisePretrainer
-from pipeline import model_io, model_surgery
 from pipeline.config import ConfigError, config_from_dict
-from tests.test_bottleneck_cache_core import make_image, make_record, write_examples
 
 CONFIG = stack.PretrainConfig(epochs_per_layer=2, batch_size=8, learning_rate=0.01, seed=3)
 LAYERS = stack.parse_layers([{"filters": 4}, {"filters": 6, "kernel": 3, "pool": 2}], [8])
@@ -212,9 +212,7 @@ def test_component_rejects_a_bad_stack_when_the_pipeline_is_built():
 
 # --- the executor on real Examples and a real transform graph ------------------------------
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    from tests.test_bottleneck_cache_core import write_transform
-
+def pretrained(tmp_path_factory, make_record, write_transform):
     root = tmp_path_factory.mktemp("layerwise")
     records = [make_record(make_image(i, seed=5), -1) for i in range(30)]
     examples = standard_artifacts.Examples()
@@ -245,9 +243,7 @@ def pretrained(tmp_path_factory):
     return model
 
 
-def test_an_empty_eval_split_trains_without_a_held_out_loss(tmp_path):
-    from tests.test_bottleneck_cache_core import write_transform
-
+def test_an_empty_eval_split_trains_without_a_held_out_loss(tmp_path, make_record, write_transform):
     records = [make_record(make_image(i, seed=7), -1) for i in range(12)]
     examples = standard_artifacts.Examples()
     examples.uri = write_examples(tmp_path / "examples", {SPLITS[0]: records, SPLITS[1]: []})

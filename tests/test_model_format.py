@@ -1,4 +1,4 @@
-"""Tests of pipeline.model_io: .keras round trips, cutting, and the serving SavedModel.
+"""Tests of components.common.model_io: .keras round trips, cutting, and the serving SavedModel.
 
 They prove the Keras decision (Keras 3, native .keras files for surgery, a SavedModel
 with tf.function signatures for serving) on a tiny conv model with BatchNormalization.
@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.image_example_gen.spec import IMAGE_KEY
-from pipeline import model_io
-from pipeline.model_io import (
+from components.common import model_io
+from components.common.examples import IMAGE_KEY
+from components.common.model_io import (
     CLASS_NAMES_OUTPUT,
     CLASSES_OUTPUT,
     EXAMPLES_INPUT,
@@ -29,7 +29,7 @@ from pipeline.model_io import (
     PROBABILITIES_OUTPUT,
     SERVING_SIGNATURE,
 )
-from pipeline.preprocessing import ImageSpec
+from components.common.preprocessing import ImageSpec
 
 SPEC = ImageSpec(height=8, width=8, resize_method="area", scaling="symmetric")
 CLASS_NAMES = ["cat", "dog", "fish"]

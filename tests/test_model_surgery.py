@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import model_surgery as surgery
+from components.common import model_surgery as surgery
 
 
 def _base():

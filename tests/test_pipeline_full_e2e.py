@@ -15,11 +15,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
+from components.common import model_io, serving_requests
 from components.serving_check.tf_serving_probe import SessionModel
-from pipeline import model_io, predict, serving_requests
-from pipeline import schema as schema_lib
+from pipeline import predict
 from pipeline.config import config_from_dict
-from pipeline.demo_data import write_demo_data
 from pipeline.local_runner import run_local
 from pipeline.run_summary import latest_run
 
@@ -58,11 +57,8 @@ WORSE = {"learning_rate": 1e-6, "epochs": 1}
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory):
-    root = tmp_path_factory.mktemp("full")
-    write_demo_data(str(root / "demo"), target_per_class=10)
-    classes = schema_lib.class_names_in(str(root / "demo" / "target"))
-    schema_lib.write_schema(schema_lib.build_schema(classes), str(root / "schema.pbtxt"))
+def first(tmp_path_factory, demo_with_schema):
+    root = demo_with_schema(tmp_path_factory.mktemp("full"))
     config = _config(root, GOOD)
     run_local(config)
     return root, config, latest_run(config.metadata_file, config.pipeline_name)

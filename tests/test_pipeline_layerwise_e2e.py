@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.common import model_io
 from components.layerwise_pretrainer import spec as layerwise_spec
-from pipeline import model_io, predict
-from pipeline import schema as schema_lib
+from pipeline import predict
 from pipeline.config import config_from_dict
-from pipeline.demo_data import write_demo_data
 from pipeline.local_runner import run_local
 from pipeline.run_summary import latest_run
 
@@ -23,15 +22,12 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("layerwise_e2e")
-    write_demo_data(str(root / "demo"), target_per_class=10)
+def run(tmp_path_factory, demo_with_schema):
+    root = demo_with_schema(tmp_path_factory.mktemp("layerwise_e2e"))
     unlabelled = root / "unlabelled"  # 120 of the 646 unlabelled images: a faster test
     unlabelled.mkdir()
     for name in sorted(os.listdir(root / "demo" / "unlabelled"))[:120]:
         shutil.copy(root / "demo" / "unlabelled" / name, unlabelled / name)
-    classes = schema_lib.class_names_in(str(root / "demo" / "target"))
-    schema_lib.write_schema(schema_lib.build_schema(classes), str(root / "schema.pbtxt"))
     config = config_from_dict(
         {
             "pipeline_name": "layerwise-e2e",

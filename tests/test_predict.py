@@ -21,9 +21,10 @@ import tensorflow as tf
 from PIL import Image
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from components.common import model_io
+from components.common.preprocessing import ImageSpec
 from components.serving_check.tf_serving_probe import SessionModel
-from pipeline import model_io, predict
-from pipeline.preprocessing import ImageSpec
+from pipeline import predict
 
 CLASSES = ["cat", "dog", "eel"]
 SPEC = ImageSpec(height=8, width=8, scaling="unit")

@@ -1,4 +1,4 @@
-"""Tests of pipeline.preprocessing: decoding, resizing, scaling, ImageSpec, Transform.
+"""Tests of components.common.preprocessing: decoding, resizing, scaling, ImageSpec, Transform.
 
 Images are made in memory with Pillow (or, for 16-bit colour PNGs that Pillow cannot
 write, by a minimal PNG encoder below) and the decoded pixels are compared with the
@@ -21,9 +21,9 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
-from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
-from pipeline import preprocessing as pp
-from pipeline.preprocessing import (
+from components.common import preprocessing as pp
+from components.common.examples import IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
+from components.common.preprocessing import (
     PAD_VALUE,
     RESIZE_METHODS,
     RESIZE_MODES,

@@ -15,8 +15,6 @@ import time
 import pytest
 
 from pipeline import cli
-from pipeline import schema as schema_lib
-from pipeline.demo_data import write_demo_data
 from pipeline.run_summary import latest_run
 
 pytestmark = pytest.mark.e2e
@@ -40,12 +38,8 @@ def _write_config(root, data_root, base_model=True) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reliability")
-    write_demo_data(str(root / "demo"), target_per_class=10)
-    classes = schema_lib.class_names_in(str(root / "demo" / "target"))
-    schema_lib.write_schema(schema_lib.build_schema(classes), str(root / "schema.pbtxt"))
-    return root
+def demo(tmp_path_factory, demo_with_schema):
+    return demo_with_schema(tmp_path_factory.mktemp("reliability"))
 
 
 def test_a_class_cut_to_one_image_stops_the_run_before_training(demo, tmp_path, capsys):

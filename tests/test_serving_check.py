@@ -21,12 +21,12 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from components.common import model_io, serving_requests
+from components.common.examples import IMAGE_KEY
+from components.common.preprocessing import ImageSpec
 from components.idempotent_pusher.executor import Executor as PusherExecutor
-from components.image_example_gen.spec import IMAGE_KEY
 from components.serving_check import check
 from components.serving_check.component import ServingCheck
-from pipeline import model_io, serving_requests
-from pipeline.preprocessing import ImageSpec
 
 SPEC = ImageSpec(height=8, width=8, scaling="unit")
 CLASSES = ["a", "b", "c"]

@@ -1,4 +1,4 @@
-"""The Trainer (pipeline.trainer): config, head phase, fine-tuning, export, reports.
+"""The Trainer (components.trainer.train): config, head phase, fine-tuning, export, reports.
 
 Fixtures are built by hand, without running the pipeline: a tiny base network saved as
 model.keras, coloured PNGs of three classes (odd sizes too), bottleneck records in
@@ -25,12 +25,21 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types import standard_component_specs as keys
 from tfx.utils import path_utils, proto_utils
 
-from components.bottleneck_cache.spec import BOTTLENECK_KEY
-from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
+from components.common import model_io, model_surgery, serving_requests
+from components.common.examples import (
+    BOTTLENECK_KEY,
+    IMAGE_ID_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+)
+from components.common.preprocessing import ImageSpec
+from components.common.schema import class_names_from_schema
 from components.serving_check.tf_serving_probe import SessionModel
-from pipeline import model_io, model_surgery, schema, serving_requests, trainer, trainer_data
-from pipeline.preprocessing import ImageSpec
-from pipeline.trainer_config import TrainerConfig
+from components.trainer import data as trainer_data
+from components.trainer import train as trainer
+from components.trainer.config import TrainerConfig
+from pipeline import schema
 
 CLASSES = ["red", "green", "blue"]
 COLOURS = {"red": (210, 40, 40), "green": (40, 200, 50), "blue": (40, 50, 210)}
@@ -140,7 +149,7 @@ def _fn_args(world, name, config, examples) -> FnArgs:
 
 
 def _run_trainer_executor(world, name, config, examples) -> FnArgs:
-    """The standard TFX Trainer executor with run_fn="pipeline.trainer.run_fn".
+    """The standard TFX Trainer executor with run_fn="components.trainer.train.run_fn".
 
     Returns the paths the executor passed to run_fn, as FnArgs fields.
     """
@@ -165,7 +174,7 @@ def _run_trainer_executor(world, name, config, examples) -> FnArgs:
     exec_properties = {
         keys.TRAIN_ARGS_KEY: proto_utils.proto_to_json(trainer_pb2.TrainArgs()),
         keys.EVAL_ARGS_KEY: proto_utils.proto_to_json(trainer_pb2.EvalArgs()),
-        keys.RUN_FN_KEY: "pipeline.trainer.run_fn",
+        keys.RUN_FN_KEY: "components.trainer.train.run_fn",
         keys.CUSTOM_CONFIG_KEY: json.dumps(config.to_dict()),
     }
     GenericExecutor().Do(inputs, outputs, exec_properties)
@@ -309,11 +318,11 @@ def test_config_needs_image():
 
 # --- inputs --------------------------------------------------------------------------------
 def test_class_names_come_from_the_schema(world, tmp_path):
-    assert trainer_data.class_names_from_schema(world["schema"]) == CLASSES
+    assert class_names_from_schema(world["schema"]) == CLASSES
     unlabelled = str(tmp_path / "unlabelled.pbtxt")
     schema.write_schema(schema.build_schema(None), unlabelled)
     with pytest.raises(ValueError, match="string domain of at least 2 class names"):
-        trainer_data.class_names_from_schema(unlabelled)
+        class_names_from_schema(unlabelled)
 
 
 def test_fixed_k_beyond_the_extractor_is_an_error(world):

@@ -21,11 +21,10 @@ from PIL import Image
 
 from bench import transfer_vs_scratch as bench
 from components.base_model_gen import bases
-from components.bottleneck_cache.spec import BOTTLENECK_KEY
-from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY
-from pipeline import model_io, model_surgery
-from pipeline.preprocessing import ImageSpec
-from pipeline.trainer_config import TrainerConfig
+from components.common import model_io, model_surgery
+from components.common.examples import BOTTLENECK_KEY, IMAGE_ID_KEY, IMAGE_KEY, LABEL_KEY
+from components.common.preprocessing import ImageSpec
+from components.trainer.config import TrainerConfig
 
 CLASSES = ("red", "green", "blue")
 COLOURS = ((210, 40, 40), (40, 200, 50), (40, 50, 210))

@@ -15,8 +15,9 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from components.anomaly_gate import gate
-from components.image_example_gen import spec as ingest_spec
-from components.image_example_gen.spec import ClassVocabulary
+from components.common import artifacts
+from components.common.artifacts import ClassVocabulary
+from components.common.schema import SCHEMA_FILE, class_names_from_schema
 
 Schema = tfx.types.standard_artifacts.Schema
 
@@ -40,14 +41,12 @@ def AnomalyGate(  # noqa: N802 (TFX components are classes by convention)
     )
     if schema is None or vocabulary is None:
         return
-    from pipeline.trainer_data import class_names_from_schema
-
-    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, ingest_spec.VOCABULARY_FILE)) as f:
+    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, artifacts.VOCABULARY_FILE)) as f:
         labels = [line.rstrip("\n") for line in f.read().splitlines() if line.strip()]
-    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, ingest_spec.CLASS_COUNTS_FILE)) as f:
+    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, artifacts.CLASS_COUNTS_FILE)) as f:
         counts = json.loads(f.read())
     gate.check_classes(
-        class_names_from_schema(os.path.join(schema.uri, "schema.pbtxt")),
+        class_names_from_schema(os.path.join(schema.uri, SCHEMA_FILE)),
         labels,
         counts,
         min_train_per_class,

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from components.base_model_gen import spec
-from pipeline import model_surgery
+from components.common import model_surgery
 
 
 def build_application(

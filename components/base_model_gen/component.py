@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.base_model_gen import bases, executor, spec
-from components.fingerprint_driver import FingerprintDriver
+from components.common.fingerprint_driver import FingerprintDriver
 
 
 class Driver(FingerprintDriver):

@@ -5,7 +5,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.base_model_gen import bases, spec
-from pipeline import model_io
+from components.common import model_io
 
 
 class Executor(base_executor.BaseExecutor):

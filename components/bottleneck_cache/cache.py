@@ -23,7 +23,7 @@ actually decodes keeps the cache right even then (e.g. after max_side changes). 
     tallies and failures of every step -> Summarize -> WriteSummary
 
 Output records are the input tf.Examples (image bytes, label, label_name, image_id...
-unchanged) plus spec.BOTTLENECK_KEY, the flattened float32 vector. The feature is
+unchanged) plus examples.BOTTLENECK_KEY, the flattened float32 vector. The feature is
 added without parsing and re-serializing the record: the bytes of a one-feature
 tf.Example are appended, and protobuf merges concatenated messages (a later map
 entry replaces an earlier one with the same key). Records that cannot be used (not a
@@ -65,7 +65,9 @@ from components.bottleneck_cache.handler import (
     InferenceFailure,
 )
 from components.bottleneck_cache.plan import CachePlan, join, new_run_id, write_namespace_file
-from components.image_example_gen.spec import IMAGE_ID_KEY, IMAGE_KEY
+from components.common import examples
+from components.common.artifact_io import content_id, write_text_atomically
+from components.common.examples import IMAGE_ID_KEY, IMAGE_KEY
 
 COUNT_NAMES = (spec.PROP_COMPUTED, spec.PROP_REUSED, spec.PROP_FAILED, spec.PROP_SHARDS_SKIPPED)
 TFRECORD_PREFIX = "data_tfrecord"  # what TFX's own ExampleGen writes
@@ -80,11 +82,6 @@ _RECORDS, _CACHE = "records", "cache"  # kinds of input files
 _RECORD, _VECTOR = "r", "v"  # kinds of joined values
 _MISSES, _STAGED, _SUMMARY = "misses", "staged", "summary"
 _COUNTS, _FAILURE = "counts", "failure"  # kinds of summary elements
-
-
-def content_id(image: bytes) -> str:
-    """The cache key of an image: sha256 hex of its encoded bytes."""
-    return hashlib.sha256(image).hexdigest()
 
 
 def split_count_name(split: str) -> str:
@@ -108,16 +105,16 @@ def failure(image_id: str, split: str, error: str) -> dict:
 
 
 def bottleneck_suffix(vector: np.ndarray) -> bytes:
-    """A serialized tf.Example holding only spec.BOTTLENECK_KEY (the flattened vector)."""
+    """A serialized tf.Example holding only examples.BOTTLENECK_KEY (the flattened vector)."""
     example = tf.train.Example()
-    example.features.feature[spec.BOTTLENECK_KEY].float_list.value.extend(
+    example.features.feature[examples.BOTTLENECK_KEY].float_list.value.extend(
         np.asarray(vector, np.float32).ravel()
     )
     return example.SerializeToString()
 
 
 def with_bottleneck(example: bytes, vector: np.ndarray) -> bytes:
-    """The serialized example with spec.BOTTLENECK_KEY set to the flattened vector
+    """The serialized example with examples.BOTTLENECK_KEY set to the flattened vector
     (appended: parsing the result gives the input features plus the vector)."""
     return example + bottleneck_suffix(vector)
 
@@ -354,13 +351,6 @@ class _SummaryFn(beam.CombineFn):
         }
 
 
-def _write_atomically(path: str, text: str) -> None:
-    partial = f"{path}.{uuid.uuid4().hex}.tmp"
-    with tf.io.gfile.GFile(partial, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(partial, path, overwrite=True)
-
-
 def _write_summary(summary: dict, output_uri: str, splits: Sequence[str]) -> None:
     """Writes COUNTS_FILE and FAILED_FILE, and an empty file for a split without records."""
     for split in splits:
@@ -370,8 +360,8 @@ def _write_summary(summary: dict, output_uri: str, splits: Sequence[str]) -> Non
             empty = join(directory, f"{TFRECORD_PREFIX}-empty.gz")
             tf.io.TFRecordWriter(empty, tf.io.TFRecordOptions(compression_type="GZIP")).close()
     lines = [json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in summary["failures"]]
-    _write_atomically(join(output_uri, spec.FAILED_FILE), "".join(lines))
-    _write_atomically(join(output_uri, spec.COUNTS_FILE), json.dumps(summary["counts"]) + "\n")
+    write_text_atomically(join(output_uri, spec.FAILED_FILE), "".join(lines))
+    write_text_atomically(join(output_uri, spec.COUNTS_FILE), json.dumps(summary["counts"]) + "\n")
 
 
 class ComputeBottlenecks(beam.PTransform):

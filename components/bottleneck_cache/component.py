@@ -37,14 +37,15 @@ class BottleneckCache(base_beam_component.BaseBeamComponent):
 
         Args:
           examples: Examples with the encoded image, label, label_name and image_id.
-          transform_graph: TransformGraph of pipeline.preprocessing.preprocessing_fn.
+          transform_graph: TransformGraph of components.common.preprocessing.preprocessing_fn.
           base_model: Model whose uri is a directory holding model.keras.
           cache_dir: persistent folder (or URI) of the content-addressed cache, shared
             by all runs; it must outlive the pipeline root's executions.
           cut_layer: name of the last layer to keep; "" to use drop_top_layers.
           drop_top_layers: number of layers dropped from the top of the base (0 keeps
             the whole base); only when cut_layer is "".
-          pooling: one of spec.POOLINGS, applied when the cut output is a spatial map.
+          pooling: one of model_surgery.POOLINGS (components.common), applied when the
+            cut output is a spatial map.
           batch_size: images per model call.
 
         Raises:

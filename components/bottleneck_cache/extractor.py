@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from components.bottleneck_cache import transform as transform_lib
+from components.common import transform_graph as transform_lib
 
 MEMO_SIZE = 2
 

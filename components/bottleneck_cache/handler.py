@@ -11,8 +11,8 @@ process memo (extractor.py): with the in-memory DirectRunner it finds the extrac
 ``make_plan`` built in the same process; elsewhere it reads the model file, checks
 that its sha256 is the one the plan was made from (the plan's fingerprint then holds
 without fingerprinting again), cuts, pools and freezes it exactly as the plan says
-(``pipeline.model_surgery``) and loads the transform graph. Decoding, resizing and
-scaling are the transform graph's, i.e. ``pipeline.preprocessing``: the same pixels
+(``components.common.model_surgery``) and loads the transform graph. Decoding, resizing and
+scaling are the transform graph's, i.e. ``components.common.preprocessing``: the same pixels
 Transform and serving use.
 
 Elements are ``(content_id, encoded image bytes, payload)`` (the payload, e.g. the
@@ -34,12 +34,12 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from components.bottleneck_cache import bases
+from components.bottleneck_cache import base_file
 from components.bottleneck_cache import extractor as extractor_lib
-from components.bottleneck_cache import transform as transform_lib
 from components.bottleneck_cache.extractor import Extractor
 from components.bottleneck_cache.plan import CachePlan
-from pipeline import model_surgery
+from components.common import model_surgery
+from components.common import transform_graph as transform_lib
 
 METRICS_NAMESPACE = "BottleneckCache"
 MODEL_LOADS = "model_loads"  # counter: extractors built by workers (memo misses)
@@ -68,7 +68,7 @@ def load_extractor(plan: CachePlan) -> Extractor:
 
 
 def _build(plan: CachePlan) -> Extractor:
-    data, digest = bases.read_base(plan.base_model_uri)
+    data, digest = base_file.read_base(plan.base_model_uri)
     if digest != plan.base_digest:
         raise RuntimeError(
             f"base model at {plan.base_model_uri} has file sha256 {digest}, but the run was "
@@ -81,7 +81,7 @@ def _build(plan: CachePlan) -> Extractor:
             f"run was planned with {plan.transform_digest}; was it modified?"
         )
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, MODEL_LOADS).inc()
-    cut = model_surgery.cut_base(bases.load_bytes(data), plan.cut_layer)
+    cut = model_surgery.cut_base(base_file.load_bytes(data), plan.cut_layer)
     frozen = model_surgery.freeze_extractor(cut, plan.pooling)
     image_transform = transform_lib.load_image_transform(plan.transform_uri)
     return Extractor(image_transform, frozen, plan.dim)

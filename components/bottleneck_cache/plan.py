@@ -1,7 +1,7 @@
 """What one BottleneckCache run computes, and where its cache entries live.
 
 ``make_plan`` loads the base network and the transform graph once, in the executor's
-process, to resolve the cut layer (``pipeline.model_surgery``, as the Trainer does),
+process, to resolve the cut layer (``components.common.model_surgery``, as the Trainer does),
 check that the base accepts the transform's images, read the bottleneck shape and
 compute the two fingerprints. No example is read here: the vectors are computed by
 the Beam workers (handler.py).
@@ -26,8 +26,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
-import posixpath
 import threading
 import uuid
 from typing import Any
@@ -35,10 +33,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from components.bottleneck_cache import bases, spec
+from components.bottleneck_cache import base_file
 from components.bottleneck_cache import extractor as extractor_lib
-from components.bottleneck_cache import transform as transform_lib
-from pipeline import model_surgery
+from components.common import model_surgery
+from components.common import transform_graph as transform_lib
+from components.common.artifact_io import join
 
 CACHE_FORMAT_VERSION = 1  # bump when the entry format or the vector semantics change
 NAMESPACE_CHARS = 24
@@ -55,7 +54,7 @@ class CachePlan:
         transform_uri: the TransformGraph artifact's uri.
         cut_layer: the resolved cut layer name.
         pooling: the pooling applied ("none" when the cut output is not rank 4).
-        base_fingerprint: bases.fingerprint of the cut sub-model.
+        base_fingerprint: base_file.fingerprint of the cut sub-model.
         transform_fingerprint: transform.transform_fingerprint of the graph.
         shape: the bottleneck shape per image, before flattening.
         namespace: the cache namespace (see module docstring).
@@ -91,11 +90,6 @@ class CachePlan:
         return join(cache_dir, self.namespace)
 
 
-def join(directory: str, name: str) -> str:
-    """os.path.join for local paths, "/" for URLs such as gs://bucket/dir."""
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
-
-
 def validate_parameters(
     cut_layer: Any, drop_top_layers: Any, pooling: Any, batch_size: Any, cache_dir: Any
 ) -> None:
@@ -113,8 +107,7 @@ def validate_parameters(
             f"set cut_layer or drop_top_layers, not both (got cut_layer={cut_layer!r}, "
             f"drop_top_layers={drop_top_layers})"
         )
-    if pooling not in spec.POOLINGS:
-        raise ValueError(f"pooling must be one of {list(spec.POOLINGS)}, got {pooling!r}")
+    model_surgery.check_pooling(pooling)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
 
@@ -144,7 +137,7 @@ def make_plan(
         transform_uri: the TransformGraph artifact's uri.
         cut_layer: name of the last kept layer, or "" to use drop_top_layers.
         drop_top_layers: layers dropped from the top when cut_layer is "".
-        pooling: one of spec.POOLINGS (applied only to a rank-4 cut output).
+        pooling: one of model_surgery.POOLINGS (applied only to a rank-4 cut output).
 
     Returns:
         The CachePlan, with the resolved cut layer, the applied pooling, the
@@ -155,7 +148,7 @@ def make_plan(
         ValueError: bad cut_layer / drop_top_layers / pooling (with the valid values),
             or a base whose input does not accept the transform's images.
     """
-    data, base_digest = bases.read_base(base_model_uri)
+    data, base_digest = base_file.read_base(base_model_uri)
     transform_digest = transform_lib.graph_digest(transform_uri)
     memo_key = (base_digest, transform_digest, cut_layer, drop_top_layers, pooling)
     with _plans_lock:
@@ -164,7 +157,7 @@ def make_plan(
         return dataclasses.replace(
             known, base_model_uri=base_model_uri, transform_uri=transform_uri
         )
-    base = bases.load_bytes(data)
+    base = base_file.load_bytes(data)
     del data
     resolved = model_surgery.resolve_cut_layer(base, cut_layer, drop_top_layers)
     cut = model_surgery.cut_base(base, resolved)
@@ -182,7 +175,7 @@ def make_plan(
     shape = tuple(frozen.outputs[0].shape[1:])
     if any(d is None for d in shape):  # measured on a probe image
         shape = tuple(frozen(probes[:1], training=False).shape[1:])
-    base_fp = bases.fingerprint(cut)
+    base_fp = base_file.fingerprint(cut)
     plan = CachePlan(
         base_model_uri=base_model_uri,
         transform_uri=transform_uri,

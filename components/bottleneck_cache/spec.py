@@ -19,12 +19,6 @@ POOLING_KEY = "pooling"  # applied when the cut output is spatial (rank 4)
 BATCH_SIZE_KEY = "batch_size"
 CACHE_DIR_KEY = "cache_dir"  # persistent root of the content-addressed cache
 
-POOLINGS = ("avg", "max", "flatten", "none")
-
-# --- features of the output tf.Examples ----------------------------------------------
-# Besides these, the output records keep image, label, label_name and image_id from
-# components.image_example_gen.spec, so a fine-tuning phase can read the images.
-BOTTLENECK_KEY = "bottleneck"  # float list: the frozen layers' output, flattened
 
 # --- custom properties of the output artifact ----------------------------------------
 PROP_COMPUTED = "vectors_computed"

@@ -4,7 +4,7 @@ Layout under ``<cache_dir>/<namespace>/`` (see plan.py for the namespace):
 
 * ``entries-<run id>-<unique>.tfrecord.gz``: gzipped TFRecords, one small tf.Example
   per vector: ENTRY_ID_KEY (sha256 hex of the encoded image bytes) and
-  spec.BOTTLENECK_KEY (the flattened float32 vector). Every run writes new shards
+  examples.BOTTLENECK_KEY (the flattened float32 vector). Every run writes new shards
   under its own run id and never touches other shards.
 * Atomicity: a run writes each shard into its staging folder
   ``beam-temp-entries-<run id>/`` and renames the complete file to its final name
@@ -43,8 +43,8 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf.message import DecodeError
 
-from components.bottleneck_cache import spec
 from components.bottleneck_cache.plan import join
+from components.common import examples
 
 ENTRY_ID_KEY = "content_id"  # bytes: sha256 hex of the encoded image bytes
 SHARD_PREFIX = "entries"
@@ -74,7 +74,7 @@ def encode_entry(content_id: str, vector: np.ndarray) -> bytes:
     train = tf.train
     features = {
         ENTRY_ID_KEY: train.Feature(bytes_list=train.BytesList(value=[content_id.encode()])),
-        spec.BOTTLENECK_KEY: train.Feature(
+        examples.BOTTLENECK_KEY: train.Feature(
             float_list=train.FloatList(value=np.asarray(vector, np.float32).ravel())
         ),
     }
@@ -92,11 +92,11 @@ def decode_entry(record: bytes, dim: int) -> tuple[str, np.ndarray]:
     except DecodeError as error:
         raise ValueError(f"not a tf.Example: {error}") from error
     ids = features[ENTRY_ID_KEY].bytes_list.value
-    values = features[spec.BOTTLENECK_KEY].float_list.value
+    values = features[examples.BOTTLENECK_KEY].float_list.value
     if len(ids) != 1 or len(values) != dim:
         raise ValueError(
             f"entry must have one {ENTRY_ID_KEY!r} and {dim} floats in "
-            f"{spec.BOTTLENECK_KEY!r}; got {len(ids)} ids and {len(values)} floats"
+            f"{examples.BOTTLENECK_KEY!r}; got {len(ids)} ids and {len(values)} floats"
         )
     return ids[0].decode(), np.asarray(values, np.float32)
 

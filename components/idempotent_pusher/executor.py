@@ -38,6 +38,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.common.artifact_io import is_remote
+
 STAGING_PREFIX = ".staging-"
 SAVED_MODEL_FILE = "saved_model.pb"
 _MAX_ATTEMPTS = 1000
@@ -79,10 +81,6 @@ def find_same_version(model_dir: str, base_directory: str) -> str | None:
     return None
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
 def publish(
     model_dir: str, base_directory: str, clock: Callable[[], float] = time.time
 ) -> tuple[str, str]:
@@ -95,7 +93,7 @@ def publish(
     if not fileio.exists(os.path.join(model_dir, SAVED_MODEL_FILE)):
         raise FileNotFoundError(f"no {SAVED_MODEL_FILE} in {model_dir}: nothing to push")
     fileio.makedirs(base_directory)
-    if _is_remote(base_directory):
+    if is_remote(base_directory):
         return _publish_by_copy(model_dir, base_directory, clock)
     staging = os.path.join(base_directory, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
     io_utils.copy_dir(model_dir, staging)

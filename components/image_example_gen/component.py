@@ -11,6 +11,7 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
+from components.common import artifacts
 from components.image_example_gen import driver, executor, spec
 
 
@@ -76,8 +77,8 @@ class ImageExampleGen(base_beam_component.BaseBeamComponent):
                     spec.MAX_SIDE_KEY: max_side,
                     spec.LABELLED_KEY: int(labelled),
                     spec.EXAMPLES_KEY: types.Channel(type=standard_artifacts.Examples),
-                    spec.VOCABULARY_KEY: types.Channel(type=spec.ClassVocabulary),
-                    spec.REPORT_KEY: types.Channel(type=spec.IngestReport),
+                    spec.VOCABULARY_KEY: types.Channel(type=artifacts.ClassVocabulary),
+                    spec.REPORT_KEY: types.Channel(type=artifacts.IngestReport),
                 }
             )
         )

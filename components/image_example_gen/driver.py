@@ -6,8 +6,8 @@ input_base alone does not change when files are added or edited; the fingerprint
 
 from typing import Any
 
-from components.fingerprint_driver import FingerprintDriver
-from components.image_example_gen import ingest, spec
+from components.common.fingerprint_driver import FingerprintDriver
+from components.image_example_gen import listing, spec
 
 
 class Driver(FingerprintDriver):
@@ -18,4 +18,4 @@ class Driver(FingerprintDriver):
     @classmethod
     def fingerprint(cls, exec_properties: dict[str, Any]) -> str:
         """Raises ValueError if input_base does not exist (the message names the fix)."""
-        return ingest.fingerprint(exec_properties[spec.INPUT_BASE_KEY])
+        return listing.fingerprint(exec_properties[spec.INPUT_BASE_KEY])

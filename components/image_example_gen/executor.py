@@ -15,7 +15,9 @@ from absl import logging
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from components.image_example_gen import ingest, spec
+from components.common import artifacts
+from components.common import examples as contract
+from components.image_example_gen import ingest, listing, spec
 
 _TFRECORD_PREFIX = "data_tfrecord"  # what TFX's own ExampleGen writes
 _SHOWN_REASONS = 5  # quarantine records quoted when nothing was ingested
@@ -36,8 +38,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         report = artifact_utils.get_single_instance(output_dict[spec.REPORT_KEY])
         input_base = exec_properties[spec.INPUT_BASE_KEY]
         labelled = bool(exec_properties.get(spec.LABELLED_KEY, 1))
-        entries, escaped, ignored = ingest.list_files(input_base, labelled)
-        classes = ingest.list_classes(input_base, labelled)
+        entries, escaped, ignored = listing.list_files(input_base, labelled)
+        classes = listing.list_classes(input_base, labelled)
         ingest_images = ingest.IngestImages(
             entries,
             escaped,
@@ -47,35 +49,35 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             max_side=int(exec_properties.get(spec.MAX_SIDE_KEY) or 0),
             ignored=ignored,
         )
-        examples.split_names = artifact_utils.encode_split_names(list(spec.SPLITS))
+        examples.split_names = artifact_utils.encode_split_names(list(contract.SPLITS))
         for uri in (examples.uri, vocabulary.uri, report.uri):
             tf.io.gfile.makedirs(uri)
         with self._make_beam_pipeline() as pipeline:
             outputs = pipeline | "IngestImages" >> ingest_images
             _write_outputs(outputs, examples, vocabulary.uri, report.uri)
-        _write_text(os.path.join(vocabulary.uri, spec.VOCABULARY_FILE), _lines(classes))
-        counts = json.loads(_read_text(os.path.join(report.uri, spec.COUNTS_FILE)))
+        _write_text(os.path.join(vocabulary.uri, artifacts.VOCABULARY_FILE), _lines(classes))
+        counts = json.loads(_read_text(os.path.join(report.uri, artifacts.COUNTS_FILE)))
         for artifact in (examples, report):
             for name, value in counts.items():
                 artifact.set_int_custom_property(name, value)
         logging.info("ImageExampleGen %s: %s", input_base, _summary(counts))
-        _warn_empty_classes(os.path.join(vocabulary.uri, spec.CLASS_COUNTS_FILE))
+        _warn_empty_classes(os.path.join(vocabulary.uri, artifacts.CLASS_COUNTS_FILE))
         if counts[spec.COUNT_INGESTED] == 0:
             raise ValueError(_nothing_ingested(input_base, counts, report.uri))
 
 
 def _write_outputs(outputs: dict, examples, vocabulary_uri: str, report_uri: str) -> None:
     """Adds the write steps: TFRecords per split, JSON lines and JSON files."""
-    for split in spec.SPLITS:
+    for split in contract.SPLITS:
         prefix = os.path.join(artifact_utils.get_split_uri([examples], split), _TFRECORD_PREFIX)
         _ = outputs[split] | f"Write{split.capitalize()}" >> beam.io.WriteToTFRecord(
             prefix, file_name_suffix=".gz"
         )
     targets = {
-        ingest.QUARANTINE_OUTPUT: (report_uri, spec.QUARANTINE_FILE, "path"),
-        ingest.DUPLICATES_OUTPUT: (report_uri, spec.DUPLICATES_FILE, "path"),
-        ingest.COUNTS_OUTPUT: (report_uri, spec.COUNTS_FILE, None),
-        ingest.CLASS_COUNTS_OUTPUT: (vocabulary_uri, spec.CLASS_COUNTS_FILE, None),
+        ingest.QUARANTINE_OUTPUT: (report_uri, artifacts.QUARANTINE_FILE, "path"),
+        ingest.DUPLICATES_OUTPUT: (report_uri, artifacts.DUPLICATES_FILE, "path"),
+        ingest.COUNTS_OUTPUT: (report_uri, artifacts.COUNTS_FILE, None),
+        ingest.CLASS_COUNTS_OUTPUT: (vocabulary_uri, artifacts.CLASS_COUNTS_FILE, None),
     }
     for output, (uri, name, sort_key) in targets.items():
         label = "".join(part.capitalize() for part in output.split("_"))
@@ -115,7 +117,7 @@ def _read_text(path: str) -> str:
 
 
 def _summary(counts: dict) -> str:
-    splits = ", ".join(f"{s} {counts[ingest.split_count_name(s)]}" for s in spec.SPLITS)
+    splits = ", ".join(f"{s} {counts[ingest.split_count_name(s)]}" for s in contract.SPLITS)
     return (
         f"{counts[spec.COUNT_FILES_SEEN]} files seen, {counts[spec.COUNT_INGESTED]} ingested "
         f"({splits}), {counts[spec.COUNT_QUARANTINED]} quarantined, "
@@ -133,7 +135,7 @@ def _warn_empty_classes(class_counts_path: str) -> None:
 
 def _nothing_ingested(input_base: str, counts: dict, report_uri: str) -> str:
     """The error message when no image was ingested, quoting the first reasons."""
-    path = os.path.join(report_uri, spec.QUARANTINE_FILE)
+    path = os.path.join(report_uri, artifacts.QUARANTINE_FILE)
     records = [json.loads(line) for line in _read_text(path).splitlines()]
     shown = "; ".join(f"{r['path']}: {r['reason']}" for r in records[:_SHOWN_REASONS])
     more = f" (and {len(records) - _SHOWN_REASONS} more)" if len(records) > _SHOWN_REASONS else ""

@@ -2,14 +2,13 @@
 
 read_image never raises for bad input: it returns an ImageResult whose `reason` says
 what is wrong and how to fix it. A kept image is one that Pillow fully decodes and
-that pipeline.preprocessing.decode_image (the one decoder Transform, the bottleneck
+that components.common.preprocessing.decode_image (the one decoder Transform, the bottleneck
 cache and the served model use) decodes;
 images only Pillow can read are transcoded to PNG, large ones optionally downscaled.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import re
@@ -34,11 +33,6 @@ class ImageResult(NamedTuple):
     reason: str = ""
 
 
-def content_id(data: bytes) -> str:
-    """The image id: sha256 hex of the original file bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def allow_pixels(max_pixels: int) -> None:
     """Raises Pillow's process-wide decompression-bomb guard to at least max_pixels.
 
@@ -54,7 +48,7 @@ def _tf_decodes(data: bytes) -> bool:
     """True when TensorFlow decodes `data` the way Transform and serving will."""
     import tensorflow as tf  # heavy: imported on first use, then cached by Python
 
-    from pipeline import preprocessing
+    from components.common import preprocessing
 
     try:
         preprocessing.decode_image(tf.constant(data))

@@ -14,7 +14,6 @@ the IngestImages PTransform can be tested on plain arguments. The steps live in:
   conflict resolution, and the IngestImages Beam job, whose counts reconcile:
   files_seen = ingested + quarantined + duplicates + ignored.
 
-The listing and image names are re-exported, so `ingest.list_files` etc. work.
 Bad input never raises: it becomes a quarantine record {"path", "reason"}.
 """
 
@@ -25,56 +24,12 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from components.common import examples
+from components.common.artifact_io import content_id
+from components.common.tally import TallyFn
 from components.image_example_gen import spec
-from components.image_example_gen.images import (
-    ACCEPTED_FORMATS,
-    ImageResult,
-    allow_pixels,
-    content_id,
-    read_image,
-)
-from components.image_example_gen.listing import (
-    ROOT_FILE_REASON,
-    FileEntry,
-    check_input_root,
-    fingerprint,
-    is_ignored,
-    is_remote,
-    list_classes,
-    list_files,
-    quarantine_record,
-    read_file,
-)
-from components.tally import TallyFn
-
-__all__ = [
-    "ACCEPTED_FORMATS",
-    "CLASS_COUNTS_OUTPUT",
-    "COUNTS_OUTPUT",
-    "COUNT_NAMES",
-    "DUPLICATES_OUTPUT",
-    "QUARANTINE_OUTPUT",
-    "ROOT_FILE_REASON",
-    "FileEntry",
-    "ImageResult",
-    "IngestImages",
-    "ValidImage",
-    "assign_split",
-    "check_input_root",
-    "content_id",
-    "example_from",
-    "fingerprint",
-    "is_ignored",
-    "is_remote",
-    "list_classes",
-    "list_files",
-    "make_example",
-    "quarantine_record",
-    "read_file",
-    "read_image",
-    "resolve_copies",
-    "split_count_name",
-]
+from components.image_example_gen.images import ImageResult, allow_pixels, read_image
+from components.image_example_gen.listing import FileEntry, quarantine_record, read_file
 
 # Keys of the dict of PCollections that IngestImages returns (besides the split names).
 QUARANTINE_OUTPUT = "quarantine"
@@ -110,8 +65,8 @@ class ValidImage(NamedTuple):
 def assign_split(image_id: str, train_ratio: float) -> str:
     """Deterministic split from the content hash (same bytes -> same split, always)."""
     if int(image_id[:8], 16) % 10000 < round(train_ratio * 10000):
-        return spec.TRAIN_SPLIT
-    return spec.EVAL_SPLIT
+        return examples.TRAIN_SPLIT
+    return examples.EVAL_SPLIT
 
 
 def make_example(
@@ -136,14 +91,14 @@ def make_example(
         return train.Feature(int64_list=train.Int64List(value=[value]))
 
     features = {
-        spec.IMAGE_KEY: _bytes(data),
-        spec.LABEL_KEY: _int(label),
-        spec.LABEL_NAME_KEY: _bytes(label_name.encode("utf-8")),
-        spec.IMAGE_ID_KEY: _bytes(image_id.encode("ascii")),
-        spec.SOURCE_PATH_KEY: _bytes(source_path.encode("utf-8")),
-        spec.HEIGHT_KEY: _int(height),
-        spec.WIDTH_KEY: _int(width),
-        spec.FORMAT_KEY: _bytes(image_format.encode("ascii")),
+        examples.IMAGE_KEY: _bytes(data),
+        examples.LABEL_KEY: _int(label),
+        examples.LABEL_NAME_KEY: _bytes(label_name.encode("utf-8")),
+        examples.IMAGE_ID_KEY: _bytes(image_id.encode("ascii")),
+        examples.SOURCE_PATH_KEY: _bytes(source_path.encode("utf-8")),
+        examples.HEIGHT_KEY: _int(height),
+        examples.WIDTH_KEY: _int(width),
+        examples.FORMAT_KEY: _bytes(image_format.encode("ascii")),
     }
     return train.Example(features=train.Features(feature=features)).SerializeToString()
 
@@ -255,18 +210,18 @@ class _ClassCountFn(beam.CombineFn):
         self._classes = tuple(classes)
 
     def create_accumulator(self) -> dict:
-        return {name: dict.fromkeys(spec.SPLITS, 0) for name in self._classes}
+        return {name: dict.fromkeys(examples.SPLITS, 0) for name in self._classes}
 
     def add_input(self, accumulator: dict, class_split: tuple[str, str]) -> dict:
         name, split = class_split
-        accumulator.setdefault(name, dict.fromkeys(spec.SPLITS, 0))[split] += 1
+        accumulator.setdefault(name, dict.fromkeys(examples.SPLITS, 0))[split] += 1
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
         merged = self.create_accumulator()
         for accumulator in accumulators:
             for name, per_split in accumulator.items():
-                row = merged.setdefault(name, dict.fromkeys(spec.SPLITS, 0))
+                row = merged.setdefault(name, dict.fromkeys(examples.SPLITS, 0))
                 for split, count in per_split.items():
                     row[split] += count
         return merged
@@ -289,7 +244,7 @@ class IngestImages(beam.PTransform):
     """Files -> validated, deduplicated, split, serialized tf.Examples (apply to a Pipeline).
 
     Returns a dict of PCollections:
-      spec.TRAIN_SPLIT, spec.EVAL_SPLIT: serialized tf.Example bytes per split.
+      examples.TRAIN_SPLIT, examples.EVAL_SPLIT: serialized tf.Example bytes per split.
       QUARANTINE_OUTPUT: {"path", "reason"} for every quarantined file (including the
         `escaped` records passed in).
       DUPLICATES_OUTPUT: {"path", "kept", "image_id"} for every dropped exact copy.
@@ -367,18 +322,18 @@ class IngestImages(beam.PTransform):
     @staticmethod
     def _serialize_splits(with_split: beam.PCollection) -> dict:
         parts = with_split | "PartitionSplits" >> beam.Partition(
-            lambda split_image, _: spec.SPLITS.index(split_image[0]), len(spec.SPLITS)
+            lambda split_image, _: examples.SPLITS.index(split_image[0]), len(examples.SPLITS)
         )
         return {
             split: parts[i]
             | f"Serialize{split.capitalize()}" >> beam.Map(lambda kv: example_from(kv[1]))
-            for i, split in enumerate(spec.SPLITS)
+            for i, split in enumerate(examples.SPLITS)
         }
 
 
 def _tally(entries, escaped, ignored, quarantine, duplicates, with_split) -> beam.PCollection:
     """One dict of reconciled counts, each counted from its own PCollection."""
-    names = COUNT_NAMES + tuple(split_count_name(s) for s in spec.SPLITS)
+    names = COUNT_NAMES + tuple(split_count_name(s) for s in examples.SPLITS)
     seen = {spec.COUNT_FILES_SEEN: 1}
     return (
         (

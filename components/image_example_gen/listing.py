@@ -17,7 +17,8 @@ import posixpath
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from components.image_example_gen import spec
+from components.common import examples
+from components.common.artifact_io import is_remote
 
 ROOT_FILE_REASON = "not inside a class folder; move it into {root}/<class>/"
 
@@ -45,7 +46,7 @@ class FileEntry(NamedTuple):
 
     relpath: str  # posix path relative to the input root
     path: str  # local path or URI to read the bytes from
-    label: int  # index into the class vocabulary; spec.UNLABELLED when unlabelled
+    label: int  # index into the class vocabulary; examples.UNLABELLED when unlabelled
     label_name: str  # class folder name; "" when unlabelled
 
 
@@ -59,11 +60,6 @@ def _gfile():
     import tensorflow as tf
 
     return tf.io.gfile
-
-
-def is_remote(path: str) -> bool:
-    """True for URIs such as gs://bucket/dir, which are read through tf.io.gfile."""
-    return "://" in path
 
 
 def check_input_root(input_root: str) -> None:
@@ -258,7 +254,7 @@ def list_files(
         if problem:
             escaped.append(quarantine_record(_printable(relpath), problem))
         elif not labelled:
-            entries.append(FileEntry(relpath, path, spec.UNLABELLED, ""))
+            entries.append(FileEntry(relpath, path, examples.UNLABELLED, ""))
         elif not sep or top not in index:
             escaped.append(quarantine_record(relpath, root_reason))
         else:

@@ -22,12 +22,10 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.bottleneck_cache.transform import ImageTransform, load_image_transform
-from components.image_example_gen.spec import EVAL_SPLIT, IMAGE_KEY, TRAIN_SPLIT
+from components.common import artifact_io, model_io
+from components.common.examples import EVAL_SPLIT, IMAGE_KEY, TRAIN_SPLIT
+from components.common.transform_graph import ImageTransform, load_image_transform
 from components.layerwise_pretrainer import reports, spec, stack
-from pipeline import model_io
-from pipeline import trainer_data as data
-from pipeline.trainer_reports import write_file
 
 GRID_IMAGES = 8
 _READ_BATCH = 64
@@ -37,13 +35,13 @@ def split_files(examples, split: str) -> list[str]:
     """The split's gzipped TFRecord files; [] when the artifact has no such split."""
     if split not in artifact_utils.decode_split_names(examples.split_names):
         return []
-    pattern = data.join(artifact_utils.get_split_uri([examples], split), "*")
+    pattern = artifact_io.join(artifact_utils.get_split_uri([examples], split), "*")
     return sorted(tf.io.gfile.glob(pattern))
 
 
 def _encoded_batches(files: list[str]) -> Iterator[tf.Tensor]:
     spec_ = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
-    ds = tf.data.TFRecordDataset(files, compression_type=data.COMPRESSION)
+    ds = tf.data.TFRecordDataset(files, compression_type=artifact_io.COMPRESSION)
     ds = ds.map(lambda r: tf.io.parse_single_example(r, spec_)[IMAGE_KEY])
     yield from ds.batch(_READ_BATCH)
 
@@ -106,14 +104,20 @@ def pretrain_from_examples(
 def write_reports(result: stack.PretrainResult, samples: np.ndarray, directory: str) -> None:
     """Loss curves, the reconstruction grid and the history JSON into `directory`."""
     tf.io.gfile.makedirs(directory)
-    write_file(data.join(directory, spec.LOSS_PLOT_FILE), reports.loss_curves_png(result.layers))
+    artifact_io.write_bytes(
+        artifact_io.join(directory, spec.LOSS_PLOT_FILE), reports.loss_curves_png(result.layers)
+    )
     rows = [
         (f"depth {d} ({result.layers[d - 1].name})", result.reconstruct(samples, d))
         for d in range(1, len(result.layers) + 1)
     ]
-    write_file(data.join(directory, spec.GRID_FILE), reports.reconstruction_grid_png(samples, rows))
+    artifact_io.write_bytes(
+        artifact_io.join(directory, spec.GRID_FILE), reports.reconstruction_grid_png(samples, rows)
+    )
     history = {"layers": [layer.to_dict() for layer in result.layers]}
-    write_file(data.join(directory, spec.HISTORY_FILE), json.dumps(history, indent=2).encode())
+    artifact_io.write_bytes(
+        artifact_io.join(directory, spec.HISTORY_FILE), json.dumps(history, indent=2).encode()
+    )
 
 
 class Executor(base_executor.BaseExecutor):
@@ -141,7 +145,7 @@ class Executor(base_executor.BaseExecutor):
             write_reports(
                 result,
                 np.asarray(samples.array[:GRID_IMAGES]),
-                data.join(model_artifact.uri, spec.REPORTS_DIR),
+                artifact_io.join(model_artifact.uri, spec.REPORTS_DIR),
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

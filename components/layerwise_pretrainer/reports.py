@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from components.common.plots import figure_png
 from components.layerwise_pretrainer.stack import LayerResult
-from pipeline.trainer_reports import figure_png
 
 
 def loss_curves_png(layers: Sequence[LayerResult]) -> bytes:

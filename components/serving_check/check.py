@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from components.image_example_gen.spec import IMAGE_KEY
-from pipeline import serving_requests
+from components.common import serving_requests
+from components.common.examples import IMAGE_KEY
 
 PROBE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_serving_probe.py")
 TOLERANCE = 1e-5  # max abs difference allowed between the two loaders' float outputs

@@ -21,7 +21,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.image_example_gen.spec import EVAL_SPLIT
+from components.common.examples import EVAL_SPLIT
 from components.serving_check import check
 
 BLESSED_KEY = "blessed"  # what tfx's Pusher reads (model_utils.is_infra_validated)

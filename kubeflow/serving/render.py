@@ -187,11 +187,9 @@ def serving_paths(config_path: str) -> tuple[str, str]:
     return model_name, posixpath.join(kf.parameters.serving_root.rstrip("/"), model_name)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "kubeflow.serving.render") -> int:
     """Command line: print the manifests as one multi-document YAML."""
-    parser = argparse.ArgumentParser(
-        prog="kubeflow.serving.render", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="", help="a deployment config (kubeflow/configs/)")
     parser.add_argument("--model-name", default="")
     parser.add_argument("--model-base-path", default="", help="<serving_root>/<model_name>")
@@ -211,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             name, base, args.gpu, args.gpu_type, args.gpu_node_label, args.service_account
         )
     except ValueError as e:  # ManifestError, or pipeline.config.ConfigError from --config
-        print(f"kubeflow.serving.render: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
     return 0

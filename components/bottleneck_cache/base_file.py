@@ -1,8 +1,8 @@
 """The base network of the cache: its file, its digest, and what the frozen part computes.
 
-A base network is a native Keras 3 ``.keras`` file (``pipeline.model_io``), usually
+A base network is a native Keras 3 ``.keras`` file (``components.common.model_io``), usually
 the ``model.keras`` inside a Model artifact's directory. Where to cut, pooling and
-freezing are ``pipeline.model_surgery``'s (``resolve_cut_layer``, ``cut_base``,
+freezing are ``components.common.model_surgery``'s (``resolve_cut_layer``, ``cut_base``,
 ``freeze_extractor``): the cache and the Trainer use the same code, so they cannot
 drift.
 
@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import model_io
+from components.common import model_io
 
 
 def model_file(uri: str) -> str:

@@ -1,12 +1,12 @@
 """The TFX Trainer's run_fn: a new head on cached bottlenecks, optional fine-tuning, export.
 
-Used as ``tfx.components.Trainer(run_fn="pipeline.trainer.run_fn", ...)`` (a dotted
+Used as ``tfx.components.Trainer(run_fn="components.trainer.train.run_fn", ...)`` (a dotted
 path of the installed package, no module_file), with BottleneckCache's output as
 ``examples``, the checked-in schema as ``schema``, the base network's Model artifact
 (a directory holding model.keras) as ``base_model`` and ``TrainerConfig.to_dict()`` as
-``custom_config``. A ``transform_graph`` input is accepted and not read: images are
-preprocessed by ``pipeline.preprocessing`` from the config's ImageSpec, the same code
-Transform ran.
+``custom_config``. It takes no ``transform_graph``: images (fine-tuning, export) are
+preprocessed by ``components.common.preprocessing`` from the config's ImageSpec, the
+same code Transform ran.
 
 1. Head phase: ``model_surgery.feature_extractor`` rebuilds the frozen part of the base
    (same cut and pooling as the cache) to know the bottleneck shape; the head
@@ -41,10 +41,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline import model_io, model_surgery
-from pipeline import trainer_data as data
-from pipeline import trainer_reports as reports
-from pipeline.trainer_config import MODE_FULL, TrainerConfig
+from components.common import model_io, model_surgery
+from components.common.artifact_io import join
+from components.common.schema import class_names_from_schema
+from components.trainer import data, reports
+from components.trainer.config import MODE_FULL, TrainerConfig
 
 __all__ = ["ExportResult", "TrainResult", "TrainerConfig", "export", "run_fn", "train"]
 
@@ -117,7 +118,7 @@ def run_fn(fn_args) -> None:
         FileNotFoundError: no records, or no model.keras for base_model.
     """
     config = TrainerConfig.from_dict(fn_args.custom_config)
-    class_names = data.class_names_from_schema(fn_args.schema_path or fn_args.schema_file)
+    class_names = class_names_from_schema(fn_args.schema_path or fn_args.schema_file)
     base_model = data.resolve_base_model(fn_args.base_model)
     result = train(
         config,
@@ -380,7 +381,7 @@ def _fit(phase, model, datasets, epochs, learning_rate, config, log_dir) -> Phas
         callbacks.append(stopper)
     if log_dir:
         callbacks.append(
-            keras.callbacks.TensorBoard(log_dir=data.join(log_dir, phase), write_graph=False)
+            keras.callbacks.TensorBoard(log_dir=join(log_dir, phase), write_graph=False)
         )
     fitted = model.fit(
         train_ds, validation_data=eval_ds, epochs=epochs, callbacks=callbacks, verbose=2
@@ -440,7 +441,7 @@ def export(
     matrix = reports.confusion_matrix(labels, predicted, len(class_names))
     metrics = _metrics(result, config, class_names, accuracy, matrix)
     paths = reports.write_reports(
-        data.join(model_dir, reports.REPORTS_DIR),
+        join(model_dir, reports.REPORTS_DIR),
         [(phase.name, phase.history) for phase in result.phases],
         matrix,
         class_names,

@@ -15,20 +15,20 @@ from tfx.dsl.components.base import executor_spec
 
 from components.anomaly_gate.component import AnomalyGate
 from components.base_model_gen.component import BaseModelGen
-from components.baseline_resolver import LatestBlessedOtherModelStrategy
+from components.baseline_resolver.strategy import LatestBlessedOtherModelStrategy
 from components.bottleneck_cache.component import BottleneckCache
+from components.common import model_io
 from components.idempotent_pusher.executor import Executor as IdempotentPusherExecutor
 from components.image_example_gen.component import ImageExampleGen
 from components.layerwise_pretrainer.component import LayerwisePretrainer
 from components.serving_check.component import ServingCheck
-from pipeline import model_io
+from components.trainer.config import MODE_FULL, TrainerConfig
 from pipeline.config import KIND_LAYERWISE, PipelineConfig
-from pipeline.trainer_config import MODE_FULL, TrainerConfig
 
 # Transform calls this function by its dotted path: no user-module wheel is built, and
 # the Kubeflow image (where the package is installed) resolves it the same way.
-PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
-RUN_FN = "pipeline.trainer.run_fn"
+PREPROCESSING_FN = "components.common.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.train.run_fn"
 
 # Values a runner may supply at run time instead of the config's (the Kubeflow compile
 # passes RuntimeParameters under these names; local runs pass none): the image folder,
@@ -37,6 +37,20 @@ RUNTIME_DATA_ROOT = "data_root"
 RUNTIME_TRAINER_CONFIG = "trainer_config"
 RUNTIME_PUSH_DESTINATION = "push_destination"
 RUNTIME_NAMES = (RUNTIME_DATA_ROOT, RUNTIME_TRAINER_CONFIG, RUNTIME_PUSH_DESTINATION)
+
+
+# Fields of the YAML `training` section that the Trainer takes as they are.
+_TRAINING_FIELDS = (
+    "hidden_units",
+    "dropout",
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "early_stopping_patience",
+    "fine_tune_epochs",
+    "fine_tune_lr_factor",
+    "seed",
+)
 
 
 def trainer_config(config: PipelineConfig) -> TrainerConfig:
@@ -50,16 +64,8 @@ def trainer_config(config: PipelineConfig) -> TrainerConfig:
         cut_layer=base.cut_layer,
         drop_top_layers=base.drop_top_layers,
         pooling=base.pooling,
-        hidden_units=training.hidden_units,
-        dropout=training.dropout,
-        learning_rate=training.learning_rate,
-        batch_size=training.batch_size,
-        epochs=training.epochs,
-        early_stopping_patience=training.early_stopping_patience,
         fine_tune=fine_tune,
-        fine_tune_epochs=training.fine_tune_epochs,
-        fine_tune_lr_factor=training.fine_tune_lr_factor,
-        seed=training.seed,
+        **{name: getattr(training, name) for name in _TRAINING_FIELDS},
     )
 
 
@@ -219,7 +225,6 @@ def create_components(
         run_fn=RUN_FN,
         examples=bottleneck_cache.outputs["bottlenecks"],
         schema=schema_gen.outputs["schema"],
-        transform_graph=transform.outputs["transform_graph"],
         base_model=base_channel,
         train_args=tfx.proto.TrainArgs(),
         eval_args=tfx.proto.EvalArgs(),
@@ -229,7 +234,7 @@ def create_components(
     baseline = None
     if resolve_baseline:
         # (not the candidate itself: an unchanged rerun then keeps the same baseline
-        # and Evaluator is served from TFX's cache; components/baseline_resolver.py).
+        # and Evaluator is served from TFX's cache; components/baseline_resolver/strategy.py).
         baseline = tfx.dsl.Resolver(
             strategy_class=LatestBlessedOtherModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

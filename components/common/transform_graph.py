@@ -1,6 +1,6 @@
 """The transform graph as a function of encoded image bytes, and its fingerprint.
 
-Transform's graph (``pipeline.preprocessing.preprocessing_fn``) maps raw features to
+Transform's graph (``components.common.preprocessing.preprocessing_fn``) maps raw features to
 TRANSFORMED_IMAGE_KEY, the decoded, resized and scaled image. The cache only ever
 feeds it the IMAGE_KEY feature: tf.Transform computes the outputs that depend on the
 features it is given, so a cached vector is a function of the image bytes alone and
@@ -24,8 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from components.image_example_gen.spec import IMAGE_KEY
-from pipeline.preprocessing import TRANSFORMED_IMAGE_KEY
+from components.common.examples import IMAGE_KEY
+from components.common.preprocessing import TRANSFORMED_IMAGE_KEY
 
 PROBE_DECIMALS = 4
 # The parts of a TransformGraph directory that load_image_transform reads.
@@ -68,7 +68,7 @@ def load_image_transform(transform_uri: str) -> ImageTransform:
         raise ValueError(
             f"transform graph {transform_uri} has no {TRANSFORMED_IMAGE_KEY!r} output of shape "
             f"[height, width, 3] (outputs: {sorted(output.transformed_feature_spec())}); "
-            "it must come from pipeline.preprocessing.preprocessing_fn"
+            "it must come from components.common.preprocessing.preprocessing_fn"
         )
     layer = output.transform_features_layer()
 

@@ -14,11 +14,11 @@ so ``to_dict()`` always writes the canonical form.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from pipeline.model_surgery import POOLINGS
-from pipeline.preprocessing import ImageSpec
+from components.common.model_surgery import DEFAULT_POOLING, check_pooling
+from components.common.preprocessing import ImageSpec
 
 FINE_TUNE_OFF = "off"
 FINE_TUNE_AUTO = "auto"
@@ -30,6 +30,46 @@ MODE_TRANSFER = "transfer"
 MODE_FULL = "full"
 MODES = (MODE_TRANSFER, MODE_FULL)
 _PREFIX = "trainer"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a number: low/high (None: unbounded), open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def describe(self) -> str:
+        """'in [0, 1)', '> 0', '>= 1', ..."""
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+# The one statement of each training number's range: TrainerConfig validates with it,
+# and the YAML config's `training` section (pipeline/config.py) declares the same.
+BOUNDS = {
+    "dropout": Bounds(0.0, 1.0, high_open=True),
+    "learning_rate": Bounds(0.0, low_open=True),
+    "batch_size": Bounds(1),
+    "epochs": Bounds(1),
+    "early_stopping_patience": Bounds(0),  # 0: no early stopping
+    "fine_tune_epochs": Bounds(1),
+    "fine_tune_lr_factor": Bounds(0.0, 1.0, low_open=True),
+    "seed": Bounds(0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +102,7 @@ class TrainerConfig:
     image: ImageSpec
     cut_layer: str = ""
     drop_top_layers: int = 0
-    pooling: str = "avg"
+    pooling: str = DEFAULT_POOLING
     hidden_units: tuple[int, ...] = ()
     dropout: float = 0.0
     learning_rate: float = 1e-3
@@ -93,25 +133,14 @@ class TrainerConfig:
                 f"{_PREFIX}.cut_layer / {_PREFIX}.drop_top_layers: set one, not both (got "
                 f"cut_layer={self.cut_layer!r}, drop_top_layers={self.drop_top_layers})"
             )
-        if self.pooling not in POOLINGS:
-            raise ValueError(
-                f"{_PREFIX}.pooling: {self.pooling!r} is not allowed; choose one of: "
-                + ", ".join(POOLINGS)
-            )
+        check_pooling(self.pooling, f"{_PREFIX}.pooling")
         self._set("hidden_units", _hidden_units(self.hidden_units))
-        self._set("dropout", _number("dropout", self.dropout, lambda v: 0 <= v < 1, "in [0, 1)"))
-        rate = _number("learning_rate", self.learning_rate, lambda v: v > 0, "> 0")
-        self._set("learning_rate", rate)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("early_stopping_patience", self.early_stopping_patience, 0)
+        for name in ("dropout", "learning_rate", "fine_tune_lr_factor"):
+            self._set(name, _number(name, getattr(self, name)))
+        for name in ("batch_size", "epochs", "early_stopping_patience", "fine_tune_epochs"):
+            _check_int(name, getattr(self, name), int(BOUNDS[name].low))
+        _check_int("seed", self.seed, int(BOUNDS["seed"].low))
         self._set("fine_tune", normalize_fine_tune(self.fine_tune))
-        _check_int("fine_tune_epochs", self.fine_tune_epochs, 1)
-        factor = _number(
-            "fine_tune_lr_factor", self.fine_tune_lr_factor, lambda v: 0 < v <= 1, "in (0, 1]"
-        )
-        self._set("fine_tune_lr_factor", factor)
-        _check_int("seed", self.seed, 0)
         if self.mode not in MODES:
             raise ValueError(
                 f"{_PREFIX}.mode: {self.mode!r} is not allowed; choose one of: {', '.join(MODES)}"
@@ -195,10 +224,11 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{_PREFIX}.{name}: must be an integer >= {minimum}, got {value!r}")
 
 
-def _number(name: str, value: Any, within: Callable[[float], bool], allowed: str) -> float:
-    """`value` as a float, checked by `within`; `allowed` describes the range in errors."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not within(value):
-        raise ValueError(f"{_PREFIX}.{name}: must be a number {allowed}, got {value!r}")
+def _number(name: str, value: Any) -> float:
+    """`value` as a float within BOUNDS[name]; the error names the field and the range."""
+    bounds = BOUNDS[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds.contains(value):
+        raise ValueError(f"{_PREFIX}.{name}: must be a number {bounds.describe()}, got {value!r}")
     return float(value)
 
 

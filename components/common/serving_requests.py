@@ -1,6 +1,6 @@
 """TF Serving requests for the served model: PredictRequests, warm-up records.
 
-The served model has two signatures (``pipeline.model_io``): ``predict_images`` on raw
+The served model has two signatures (``components.common.model_io``): ``predict_images`` on raw
 encoded image bytes and ``serving_default`` on serialized tf.Examples. This module
 builds TF Serving's own request protos (tensorflow-serving-api) for both from encoded
 images, and reads and writes TF Serving's warm-up file
@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from components.image_example_gen.spec import IMAGE_KEY
-from pipeline import model_io
+from components.common import model_io
+from components.common.examples import IMAGE_KEY
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"

@@ -43,7 +43,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.image_example_gen.spec import (
+from components.common.examples import (
     IMAGE_ID_KEY,
     IMAGE_KEY,
     LABEL_KEY,

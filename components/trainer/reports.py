@@ -13,17 +13,16 @@ backend switch), so this works in headless workers.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline.trainer_data import join
+from components.common.artifact_io import join, write_bytes
+from components.common.plots import figure_png
 
 REPORTS_DIR = "reports"
 CURVES_FILE = "training_curves.png"
@@ -42,14 +41,6 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     matrix = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(matrix, (np.asarray(labels, np.int64), np.asarray(predicted, np.int64)), 1)
     return matrix
-
-
-def figure_png(figure: Figure) -> bytes:
-    """The figure as PNG bytes (Agg canvas, 100 dpi)."""
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
 
 
 def training_curves_png(phases: Sequence[tuple[str, Mapping[str, Sequence[float]]]]) -> bytes:
@@ -94,12 +85,6 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str]) -> byte
     return figure_png(figure)
 
 
-def write_file(path: str, data: bytes) -> None:
-    """Writes bytes to a local path or a tf.io.gfile URL."""
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(data)
-
-
 def write_reports(
     directory: str,
     phases: Sequence[tuple[str, Mapping[str, Sequence[float]]]],
@@ -114,10 +99,10 @@ def write_reports(
         "confusion_matrix": join(directory, CONFUSION_FILE),
         "metrics": join(directory, METRICS_FILE),
     }
-    write_file(paths["training_curves"], training_curves_png(phases))
-    write_file(paths["confusion_matrix"], confusion_matrix_png(matrix, class_names))
+    write_bytes(paths["training_curves"], training_curves_png(phases))
+    write_bytes(paths["confusion_matrix"], confusion_matrix_png(matrix, class_names))
     text = json.dumps(metrics, indent=2, sort_keys=True, default=_jsonable) + "\n"
-    write_file(paths["metrics"], text.encode("utf-8"))
+    write_bytes(paths["metrics"], text.encode("utf-8"))
     return paths
 
 

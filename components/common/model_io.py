@@ -18,9 +18,10 @@ The Keras flavour decision (one for the whole project):
   and TF Serving's default use) and ``predict_images`` (raw encoded image bytes, input
   "images"). Both return ``{"probabilities": float32 [batch, classes], "classes":
   string [batch] (top-1 class name), "class_names": string [batch, classes]}``.
-  Decoding, resizing and scaling inside it are ``pipeline.preprocessing.preprocess_images``:
-  the same code Transform ran. It loads the TF Serving way (TF1 session, the
-  MetaGraph's saver, signature_def tensor names) as well as with ``tf.saved_model.load``;
+  Decoding, resizing and scaling inside it are
+  ``components.common.preprocessing.preprocess_images``: the same code Transform ran.
+  It loads the TF Serving way (TF1 session, the MetaGraph's saver, signature_def
+  tensor names) as well as with ``tf.saved_model.load``;
   docs/ARCHITECTURE.md says why the archive and not a ``tf.Module``.
 * Beam jobs load models with ``tf.saved_model.load`` (TF2) or ``keras.models.load_model``
   (``load_keras``), never through tfx_bsl's RunInference, whose TF1 session cannot
@@ -32,7 +33,6 @@ The Keras flavour decision (one for the whole project):
 from __future__ import annotations
 
 import os
-import posixpath
 import tempfile
 import uuid
 from collections.abc import Sequence
@@ -40,9 +40,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from components.image_example_gen.spec import IMAGE_KEY
-from pipeline import preprocessing
-from pipeline.preprocessing import ImageSpec
+from components.common import preprocessing
+from components.common.artifact_io import join
+from components.common.examples import IMAGE_KEY
+from components.common.preprocessing import ImageSpec
 
 KERAS_MODEL_FILE = "model.keras"
 
@@ -58,11 +59,6 @@ CLASS_NAMES_OUTPUT = "class_names"
 
 
 # --- .keras files --------------------------------------------------------------------
-def _join(directory: str, name: str) -> str:
-    """os.path.join for local paths, "/" for URLs such as gs://bucket/dir."""
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
-
-
 def save_keras(model: keras.Model, directory: str) -> str:
     """Writes ``<directory>/model.keras`` atomically; works for gs:// directories.
 
@@ -79,8 +75,8 @@ def save_keras(model: keras.Model, directory: str) -> str:
         The path of the written file.
     """
     tf.io.gfile.makedirs(directory)
-    final_path = _join(directory, KERAS_MODEL_FILE)
-    partial_path = _join(directory, f".{KERAS_MODEL_FILE}.{uuid.uuid4().hex}.tmp")
+    final_path = join(directory, KERAS_MODEL_FILE)
+    partial_path = join(directory, f".{KERAS_MODEL_FILE}.{uuid.uuid4().hex}.tmp")
     with tempfile.TemporaryDirectory() as local_dir:
         local_path = os.path.join(local_dir, KERAS_MODEL_FILE)
         model.save(local_path)
@@ -100,7 +96,7 @@ def keras_model_path(path_or_dir: str) -> str:
         FileNotFoundError: neither exists; the message names what was looked for.
     """
     if tf.io.gfile.isdir(path_or_dir):
-        path = _join(path_or_dir, KERAS_MODEL_FILE)
+        path = join(path_or_dir, KERAS_MODEL_FILE)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(
                 f"no {KERAS_MODEL_FILE} in directory {path_or_dir} (looked for {path})"
@@ -307,7 +303,7 @@ def export_serving_model(
     )
     archive.write_out(export_dir, verbose=False)
     if warmup_images:
-        from pipeline import serving_requests
+        from components.common import serving_requests
 
         serving_requests.write_warmup(export_dir, warmup_images)
     return export_dir

@@ -16,26 +16,19 @@ IMAGE_KEY (for fine-tuning). Unlabelled records (label -1) are skipped everywher
 
 from __future__ import annotations
 
-import os
 import posixpath
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from components.bottleneck_cache.spec import BOTTLENECK_KEY
-from components.image_example_gen.spec import IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY
-from pipeline import model_io, schema
-from pipeline.preprocessing import ImageSpec
+from components.common import model_io
+from components.common.artifact_io import COMPRESSION, join
+from components.common.examples import BOTTLENECK_KEY, IMAGE_KEY, LABEL_KEY
+from components.common.preprocessing import ImageSpec
 
-COMPRESSION = "GZIP"
 MAX_SHUFFLE_BUFFER = 10_000
 _COUNT_BATCH = 1024
-
-
-def join(directory: str, name: str) -> str:
-    """os.path.join for local paths, "/" for URLs such as gs://bucket/dir."""
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
 
 
 def record_files(patterns: Sequence[str], split: str) -> list[str]:
@@ -188,36 +181,6 @@ def encoded_eval_batches(
     """(encoded image bytes [batch], labels [batch]) numpy batches, in file order."""
     for encoded, labels in _encoded_dataset(files).batch(batch_size):
         yield encoded.numpy(), labels.numpy()
-
-
-def class_names_from_schema(schema_path: str | None) -> list[str]:
-    """The class names: the label_name feature's string domain, in label-index order.
-
-    Accepts the domain inline in the feature (pipeline.schema writes it so) or as a
-    schema-level string_domain referenced by name.
-
-    Raises:
-        ValueError: no schema, no label_name feature or domain, or fewer than 2 names.
-    """
-    if not schema_path:
-        raise ValueError(
-            "the Trainer needs its schema input: the label_name string domain gives the class names"
-        )
-    parsed = schema.read_schema(schema_path)
-    feature = next((f for f in parsed.feature if f.name == LABEL_NAME_KEY), None)
-    names: list[str] = []
-    if feature is not None and feature.HasField("string_domain"):
-        names = list(feature.string_domain.value)
-    elif feature is not None and feature.domain:
-        domains = {d.name: d for d in parsed.string_domain}
-        if feature.domain in domains:
-            names = list(domains[feature.domain].value)
-    if len(names) < 2:
-        raise ValueError(
-            f"schema {schema_path}: feature {LABEL_NAME_KEY!r} must have a string domain of "
-            f"at least 2 class names (got {names}); write it with `tfx-transfer schema`"
-        )
-    return names
 
 
 def resolve_base_model(path: str | None) -> str:

@@ -25,9 +25,21 @@ from collections.abc import Sequence
 
 import keras
 
-from pipeline import model_io
+from components.common import model_io
 
+# How a spatial cut output becomes a vector: the one list of choices and the default
+# (BottleneckCache, the Trainer and the YAML config all read these).
 POOLINGS = ("avg", "max", "flatten", "none")
+DEFAULT_POOLING = "avg"
+
+
+def check_pooling(pooling: str, field: str = "pooling") -> str:
+    """Returns `pooling`; raises ValueError naming `field` and the choices otherwise."""
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"{field}: {pooling!r} is not allowed; choose one of: {', '.join(POOLINGS)}"
+        )
+    return pooling
 
 
 def resolve_cut_layer(model: keras.Model, cut_layer: str = "", drop_top_layers: int = 0) -> str:
@@ -89,10 +101,7 @@ def cut_base(model: keras.Model, cut_layer: str = "", drop_top_layers: int = 0) 
 
 
 def _pooling_layer(pooling: str) -> keras.layers.Layer | None:
-    if pooling not in POOLINGS:
-        raise ValueError(
-            f"pooling {pooling!r} is not allowed; choose one of: {', '.join(POOLINGS)}"
-        )
+    check_pooling(pooling)
     return {
         "avg": keras.layers.GlobalAveragePooling2D(name="bottleneck_avg_pool"),
         "max": keras.layers.GlobalMaxPooling2D(name="bottleneck_max_pool"),
@@ -104,10 +113,7 @@ def _pooling_layer(pooling: str) -> keras.layers.Layer | None:
 def applied_pooling(cut: keras.Model, pooling: str) -> str:
     """The pooling `freeze_extractor` applies: `pooling` on a spatial (rank-4) output,
     else "none" (vectors are not pooled again)."""
-    if pooling not in POOLINGS:
-        raise ValueError(
-            f"pooling {pooling!r} is not allowed; choose one of: {', '.join(POOLINGS)}"
-        )
+    check_pooling(pooling)
     return pooling if len(cut.outputs[0].shape) == 4 else "none"
 
 
