@@ -61,14 +61,13 @@ import tensorflow as tf
 from PIL import Image
 from tfx.types import standard_artifacts
 
-from components.bottleneck_cache import executor as cache_executor
 from components.bottleneck_cache import spec
-from components.common import artifacts, model_io, model_surgery, testing
+from components.bottleneck_cache.testing import run_executor as run_cache_executor
 from components.common import examples as contract
+from components.common import model_io, model_surgery, testing
 from components.common import preprocessing as pp
 from components.common.examples import IMAGE_KEY, LABEL_KEY
-from components.image_example_gen import executor as ingest_executor
-from components.image_example_gen import spec as ingest_spec
+from components.image_example_gen.testing import run_executor as run_ingest
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20251125
@@ -113,22 +112,7 @@ def write_images(folder: str, start: int, count: int, size: int) -> None:
 
 def ingest(folder: str, uri: str):
     """ImageExampleGen's executor on `folder`; returns the Examples artifact."""
-    examples = testing.artifact(standard_artifacts.Examples, os.path.join(uri, "examples"))
-    vocabulary = testing.artifact(artifacts.ClassVocabulary, os.path.join(uri, "vocabulary"))
-    report = testing.artifact(artifacts.IngestReport, os.path.join(uri, "report"))
-    exec_properties = {
-        ingest_spec.INPUT_BASE_KEY: folder,
-        ingest_spec.TRAIN_RATIO_KEY: TRAIN_RATIO,
-        ingest_spec.MAX_PIXELS_KEY: 64_000_000,
-        ingest_spec.MAX_SIDE_KEY: 0,
-        ingest_spec.LABELLED_KEY: 1,
-    }
-    output_dict = {
-        ingest_spec.EXAMPLES_KEY: [examples],
-        ingest_spec.VOCABULARY_KEY: [vocabulary],
-        ingest_spec.REPORT_KEY: [report],
-    }
-    ingest_executor.Executor().Do({}, output_dict, exec_properties)
+    examples, _, _ = run_ingest(folder, uri, train_ratio=TRAIN_RATIO)
     return examples
 
 
@@ -165,29 +149,18 @@ def run_cache(job: dict, name: str, beam_args=None) -> tuple[float, object]:
     examples = testing.artifact(standard_artifacts.Examples, job["examples"], job["split_names"])
     transform = testing.artifact(standard_artifacts.TransformGraph, job["transform"])
     base = testing.artifact(standard_artifacts.Model, job["base"])
-    output = testing.artifact(
-        standard_artifacts.Examples, os.path.join(job["work"], "bottlenecks", name)
-    )
-    exec_properties = {
-        spec.CACHE_DIR_KEY: job["cache_dir"],
-        spec.CUT_LAYER_KEY: CUT_LAYER,
-        spec.DROP_TOP_LAYERS_KEY: 0,
-        spec.POOLING_KEY: "avg",
-        spec.BATCH_SIZE_KEY: job["batch_size"],
-    }
-    input_dict = {
-        spec.EXAMPLES_KEY: [examples],
-        spec.TRANSFORM_GRAPH_KEY: [transform],
-        spec.BASE_MODEL_KEY: [base],
-    }
-    context = cache_executor.Executor.Context(
-        beam_pipeline_args=beam_args,
+    start = time.perf_counter()
+    output = run_cache_executor(
+        examples,
+        transform,
+        base,
+        os.path.join(job["work"], "bottlenecks", name),
+        cache_dir=job["cache_dir"],
         tmp_dir=os.path.join(job["work"], "tmp", name),
         unique_id=name,
-    )
-    start = time.perf_counter()
-    cache_executor.Executor(context).Do(
-        input_dict, {spec.BOTTLENECKS_KEY: [output]}, exec_properties
+        beam_args=beam_args,
+        cut_layer=CUT_LAYER,
+        batch_size=job["batch_size"],
     )
     return time.perf_counter() - start, output
 

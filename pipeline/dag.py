@@ -221,14 +221,11 @@ def create_components(
     # Phase 1: a new head on the cached vectors; phase 2 (optional): fine-tune the top
     # of the base on images at a tenth of the rate. Exports ONE serving model:
     # preprocessing + frozen base + head, for tf.Examples and for raw image bytes.
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=bottleneck_cache.outputs["bottlenecks"],
-        schema=schema_gen.outputs["schema"],
-        base_model=base_channel,
-        train_args=tfx.proto.TrainArgs(),
-        eval_args=tfx.proto.EvalArgs(),
-        custom_config=runtime.get(RUNTIME_TRAINER_CONFIG, trainer_config(config).to_dict()),
+    trainer = _trainer(
+        bottleneck_cache.outputs["bottlenecks"],
+        schema_gen.outputs["schema"],
+        base_channel,
+        runtime.get(RUNTIME_TRAINER_CONFIG, trainer_config(config).to_dict()),
     )
     # The model now in service, to compare against.
     baseline = None
@@ -272,6 +269,19 @@ def create_components(
         serving_check,
         pusher,
     ]
+
+
+def _trainer(examples, schema, base_model, custom_config) -> tfx.components.Trainer:
+    """The standard Trainer running this project's run_fn (components/trainer/)."""
+    return tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=examples,
+        schema=schema,
+        base_model=base_model,
+        train_args=tfx.proto.TrainArgs(),
+        eval_args=tfx.proto.EvalArgs(),
+        custom_config=custom_config,
+    )
 
 
 def _layerwise(config: PipelineConfig, example_gen, transform) -> list:
@@ -334,14 +344,11 @@ def _source_task(config: PipelineConfig, base_channel) -> list:
         epochs=source.epochs,
         seed=config.base_model.seed,
     )
-    source_trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=source_gen.outputs["examples"],
-        schema=source_schema.outputs["schema"],
-        base_model=base_channel,
-        train_args=tfx.proto.TrainArgs(),
-        eval_args=tfx.proto.EvalArgs(),
-        custom_config=source_config.to_dict(),
+    source_trainer = _trainer(
+        source_gen.outputs["examples"],
+        source_schema.outputs["schema"],
+        base_channel,
+        source_config.to_dict(),
     ).with_id("SourceTrainer")
     return [source_gen, source_schema, source_trainer]
 

@@ -10,7 +10,7 @@ first used, so test modules that need none do not pay for them.
 import numpy as np
 import pytest
 
-from components.common import artifact_io, artifacts, testing
+from components.common import artifact_io, testing
 from components.common import preprocessing as pp
 from components.common.examples import SPLITS
 from components.serving_check.tf_serving_probe import SessionModel
@@ -145,34 +145,12 @@ def run_image_example_gen():
     """run_image_example_gen(tmp_path, input_base, **overrides): ImageExampleGen's
     Executor.Do on fresh artifacts under <tmp_path>/out; returns (examples, vocabulary,
     report)."""
-    from tfx.types import standard_artifacts
 
-    from components.image_example_gen import executor, spec
+    from components.image_example_gen.testing import run_executor
 
     def run(tmp_path, input_base, **overrides):
-        examples = standard_artifacts.Examples()
-        vocabulary, report = artifacts.ClassVocabulary(), artifacts.IngestReport()
-        for name, artifact in (
-            ("examples", examples),
-            ("vocabulary", vocabulary),
-            ("report", report),
-        ):
-            artifact.uri = str(tmp_path / "out" / name)
-        exec_properties = {
-            spec.INPUT_BASE_KEY: str(input_base),
-            spec.TRAIN_RATIO_KEY: 0.5,
-            spec.MAX_PIXELS_KEY: testing.HOSTILE_MAX_PIXELS,
-            spec.MAX_SIDE_KEY: 0,
-            spec.LABELLED_KEY: 1,
-            **overrides,
-        }
-        output_dict = {
-            spec.EXAMPLES_KEY: [examples],
-            spec.VOCABULARY_KEY: [vocabulary],
-            spec.REPORT_KEY: [report],
-        }
-        executor.Executor().Do({}, output_dict, exec_properties)
-        return examples, vocabulary, report
+        overrides = {"max_pixels": testing.HOSTILE_MAX_PIXELS, **overrides}
+        return run_executor(str(input_base), str(tmp_path / "out"), **overrides)
 
     return run
 
@@ -185,31 +163,22 @@ def run_cache():
     inputs: (examples, transform_graph, base_model) artifacts and the image count; the
     cache dir is <tmp_path>/cache, the cut relu1 with avg pooling unless overridden.
     """
-    from tfx.types import standard_artifacts
-
-    from components.bottleneck_cache import executor, spec
+    from components.bottleneck_cache.testing import run_executor
 
     def run(tmp_path, inputs, name, beam_args=None, **overrides):
         examples, transform, base, _ = inputs
-        output = testing.artifact(standard_artifacts.Examples, tmp_path / name)
-        exec_properties = {
-            spec.CACHE_DIR_KEY: str(tmp_path / "cache"),
-            spec.CUT_LAYER_KEY: "relu1",
-            spec.DROP_TOP_LAYERS_KEY: 0,
-            spec.POOLING_KEY: "avg",
-            spec.BATCH_SIZE_KEY: 4,
+        overrides = {"cut_layer": "relu1", "batch_size": 4, **overrides}
+        return run_executor(
+            examples,
+            transform,
+            base,
+            str(tmp_path / name),
+            cache_dir=str(tmp_path / "cache"),
+            tmp_dir=str(tmp_path / "tmp"),
+            unique_id=name,
+            beam_args=beam_args,
             **overrides,
-        }
-        input_dict = {
-            spec.EXAMPLES_KEY: [examples],
-            spec.TRANSFORM_GRAPH_KEY: [transform],
-            spec.BASE_MODEL_KEY: [base],
-        }
-        context = executor.Executor.Context(
-            beam_pipeline_args=beam_args, tmp_dir=str(tmp_path / "tmp"), unique_id=name
         )
-        executor.Executor(context).Do(input_dict, {spec.BOTTLENECKS_KEY: [output]}, exec_properties)
-        return output
 
     return run
 
