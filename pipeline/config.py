@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 import yaml
 
 from components.base_model_gen import spec as base_spec
+from components.bottleneck_cache import spec as cache_spec
 from components.common import model_surgery, preprocessing
 from components.common.artifact_io import is_remote
+from components.image_example_gen import spec as ingest_spec
 from components.layerwise_pretrainer import spec as layerwise_spec
 from components.trainer import config as trainer_config
 
@@ -46,10 +48,9 @@ def _range(low: float | None = None, high: float | None = None, *, exclusive=Fal
     return {"range": (low, high, exclusive, exclusive)}
 
 
-def _owned(name: str) -> dict[str, Any]:
-    """The range of a training number as its owner (components.trainer.config) states it."""
-    bounds = trainer_config.BOUNDS[name]
-    return {"range": (bounds.low, bounds.high, bounds.low_open, bounds.high_open)}
+def _owned(name: str, table: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A number's range as its owner states it (default: components.trainer.config)."""
+    return {"range": (table if table is not None else trainer_config.BOUNDS)[name].as_range()}
 
 
 def _path() -> dict[str, Any]:
@@ -64,11 +65,17 @@ class DataConfig:
     root: str = dataclasses.field(metadata=_path())
     labelled: bool = True
     # Share of images (by content hash, deterministic) that go to the train split.
-    train_ratio: float = dataclasses.field(default=0.8, metadata=_range(0.0, 1.0, exclusive=True))
+    train_ratio: float = dataclasses.field(
+        default=0.8, metadata=_owned(ingest_spec.TRAIN_RATIO_KEY, ingest_spec.BOUNDS)
+    )
     # Images with more pixels are quarantined (decompression-bomb guard).
-    max_pixels: int = dataclasses.field(default=50_000_000, metadata=_range(1))
+    max_pixels: int = dataclasses.field(
+        default=50_000_000, metadata=_owned(ingest_spec.MAX_PIXELS_KEY, ingest_spec.BOUNDS)
+    )
     # Downscale at ingest so that the longest side is at most this; 0 keeps originals.
-    max_side: int = dataclasses.field(default=0, metadata=_range(0))
+    max_side: int = dataclasses.field(
+        default=0, metadata=_owned(ingest_spec.MAX_SIDE_KEY, ingest_spec.BOUNDS)
+    )
     # With a base model, the run stops before training unless every class of the
     # schema has at least this many labelled images in each split (after quarantine).
     min_train_per_class: int = dataclasses.field(default=3, metadata=_range(1))
@@ -170,7 +177,9 @@ class BaseModelConfig:
     seed: int = 0
     # Where to cut: a layer name, or a number of top layers to drop (not both).
     cut_layer: str = ""
-    drop_top_layers: int = dataclasses.field(default=0, metadata=_range(0))
+    drop_top_layers: int = dataclasses.field(
+        default=0, metadata=_owned(cache_spec.DROP_TOP_LAYERS_KEY, cache_spec.BOUNDS)
+    )
     # Applied when the cut output is a spatial map.
     pooling: str = dataclasses.field(
         default=model_surgery.DEFAULT_POOLING, metadata=_choice(*model_surgery.POOLINGS)
@@ -187,7 +196,9 @@ class CacheConfig:
 
     # Defaults to <pipeline_root>/bottleneck_cache; it outlives executions and runs.
     dir: str = dataclasses.field(default="", metadata=_path())
-    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+    batch_size: int = dataclasses.field(
+        default=32, metadata=_owned(cache_spec.BATCH_SIZE_KEY, cache_spec.BOUNDS)
+    )
     # Beam args for the cache job alone (override the pipeline's), e.g. a GPU runner.
     beam_pipeline_args: tuple[str, ...] = ()
 

@@ -183,9 +183,9 @@ def test_component_declares_outputs_and_properties(tmp_path):
 @pytest.mark.parametrize(
     ("argument", "value", "message"),
     [
-        ("train_ratio", 1.0, "train_ratio must be a number with 0 < train_ratio < 1"),
-        ("train_ratio", 0, "train_ratio must be a number with 0 < train_ratio < 1"),
-        ("max_pixels", 0, "max_pixels must be an integer > 0"),
+        ("train_ratio", 1.0, r"train_ratio must be a number in \(0, 1\)"),
+        ("train_ratio", 0, r"train_ratio must be a number in \(0, 1\)"),
+        ("max_pixels", 0, "max_pixels must be an integer >= 1"),
         ("max_side", -1, "max_side must be an integer >= 0"),
         ("labelled", "yes", "labelled must be True or False"),
         ("input_base", " ", "input_base must be a folder path"),

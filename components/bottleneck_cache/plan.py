@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from components.bottleneck_cache import base_file
+from components.bottleneck_cache import base_file, spec
 from components.bottleneck_cache import extractor as extractor_lib
 from components.common import model_surgery
 from components.common import transform_graph as transform_lib
@@ -98,18 +98,14 @@ def validate_parameters(
         raise ValueError(f"cache_dir must be a non-empty folder path or URI, got {cache_dir!r}")
     if not isinstance(cut_layer, str):
         raise ValueError(f"cut_layer must be a layer name (str, '' for none), got {cut_layer!r}")
-    if isinstance(drop_top_layers, bool) or not isinstance(drop_top_layers, int):
-        raise ValueError(f"drop_top_layers must be an integer >= 0, got {drop_top_layers!r}")
-    if drop_top_layers < 0:
-        raise ValueError(f"drop_top_layers must be an integer >= 0, got {drop_top_layers!r}")
+    spec.BOUNDS[spec.DROP_TOP_LAYERS_KEY].check(spec.DROP_TOP_LAYERS_KEY, drop_top_layers)
     if cut_layer and drop_top_layers:
         raise ValueError(
             f"set cut_layer or drop_top_layers, not both (got cut_layer={cut_layer!r}, "
             f"drop_top_layers={drop_top_layers})"
         )
     model_surgery.check_pooling(pooling)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    spec.BOUNDS[spec.BATCH_SIZE_KEY].check(spec.BATCH_SIZE_KEY, batch_size)
 
 
 def namespace_id(

@@ -7,6 +7,8 @@ bottleneck examples) and the tests import these names.
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components.common.bounds import Bounds
+
 # --- component keys ----------------------------------------------------------------
 EXAMPLES_KEY = "examples"  # Examples from ImageExampleGen (raw encoded images)
 TRANSFORM_GRAPH_KEY = "transform_graph"  # TransformGraph: decode + resize + scaling
@@ -18,6 +20,12 @@ DROP_TOP_LAYERS_KEY = "drop_top_layers"  # number of top layers to drop (0 = who
 POOLING_KEY = "pooling"  # applied when the cut output is spatial (rank 4)
 BATCH_SIZE_KEY = "batch_size"
 CACHE_DIR_KEY = "cache_dir"  # persistent root of the content-addressed cache
+
+# Ranges of the numeric parameters (the YAML config's `cache` and `base_model` read these).
+BOUNDS = {
+    DROP_TOP_LAYERS_KEY: Bounds(0, integer=True),
+    BATCH_SIZE_KEY: Bounds(1, integer=True),
+}
 
 
 # --- custom properties of the output artifact ----------------------------------------

@@ -20,21 +20,14 @@ def _check_arguments(
 ) -> None:
     """Raises ValueError naming the argument and the allowed values."""
 
-    def number(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-
     if isinstance(input_base, str) and not input_base.strip():
         raise ValueError("input_base must be a folder path or URI, got an empty string")
-    if not number(train_ratio) or not 0 < train_ratio < 1:
-        raise ValueError(
-            f"train_ratio must be a number with 0 < train_ratio < 1, got {train_ratio!r}"
-        )
-    if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels <= 0:
-        raise ValueError(f"max_pixels must be an integer > 0, got {max_pixels!r}")
-    if not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 0:
-        raise ValueError(
-            f"max_side must be an integer >= 0 (0 = never downscale), got {max_side!r}"
-        )
+    for name, value in (
+        (spec.TRAIN_RATIO_KEY, train_ratio),
+        (spec.MAX_PIXELS_KEY, max_pixels),
+        (spec.MAX_SIDE_KEY, max_side),
+    ):
+        spec.BOUNDS[name].check(name, value)
     if not isinstance(labelled, bool):
         raise ValueError(f"labelled must be True or False, got {labelled!r}")
 

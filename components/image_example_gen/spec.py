@@ -8,6 +8,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.common.artifacts import ClassVocabulary, IngestReport
+from components.common.bounds import Bounds
 
 # --- component keys --------------------------------------------------------------
 INPUT_BASE_KEY = "input_base"
@@ -16,6 +17,13 @@ MAX_PIXELS_KEY = "max_pixels"
 MAX_SIDE_KEY = "max_side"
 LABELLED_KEY = "labelled"
 INPUT_FINGERPRINT_KEY = "input_fingerprint"  # set by the driver, keys TFX's cache
+
+# Ranges of the numeric parameters (the YAML config's `data` section reads these).
+BOUNDS = {
+    TRAIN_RATIO_KEY: Bounds(0.0, 1.0, low_open=True, high_open=True),
+    MAX_PIXELS_KEY: Bounds(1, integer=True),
+    MAX_SIDE_KEY: Bounds(0, integer=True),  # 0: never downscale
+}
 
 EXAMPLES_KEY = "examples"
 VOCABULARY_KEY = "vocabulary"

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from components.common.bounds import Bounds
 from components.common.model_surgery import DEFAULT_POOLING, check_pooling
 from components.common.preprocessing import ImageSpec
 
@@ -32,43 +33,17 @@ MODES = (MODE_TRANSFER, MODE_FULL)
 _PREFIX = "trainer"
 
 
-@dataclasses.dataclass(frozen=True)
-class Bounds:
-    """The allowed range of a number: low/high (None: unbounded), open or closed."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def contains(self, value: float) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
-            return False
-        return True
-
-    def describe(self) -> str:
-        """'in [0, 1)', '> 0', '>= 1', ..."""
-        if self.low is not None and self.high is not None:
-            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            return f"in {left}{self.low:g}, {self.high:g}{right}"
-        if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"{'<' if self.high_open else '<='} {self.high:g}"
-
-
 # The one statement of each training number's range: TrainerConfig validates with it,
 # and the YAML config's `training` section (pipeline/config.py) declares the same.
 BOUNDS = {
     "dropout": Bounds(0.0, 1.0, high_open=True),
     "learning_rate": Bounds(0.0, low_open=True),
-    "batch_size": Bounds(1),
-    "epochs": Bounds(1),
-    "early_stopping_patience": Bounds(0),  # 0: no early stopping
-    "fine_tune_epochs": Bounds(1),
+    "batch_size": Bounds(1, integer=True),
+    "epochs": Bounds(1, integer=True),
+    "early_stopping_patience": Bounds(0, integer=True),  # 0: no early stopping
+    "fine_tune_epochs": Bounds(1, integer=True),
     "fine_tune_lr_factor": Bounds(0.0, 1.0, low_open=True),
-    "seed": Bounds(0),
+    "seed": Bounds(0, integer=True),
 }
 
 
