@@ -63,8 +63,10 @@ from absl import logging as absl_logging
 from components.base_model_gen import bases
 from components.base_model_gen import spec as base_spec
 from components.common import model_io
+from components.common.artifact_io import COMPRESSION, join
 from components.common.examples import IMAGE_ID_KEY, LABEL_KEY
 from components.common.preprocessing import ImageSpec
+from components.common.schema import class_names_from_schema
 from components.trainer import data
 from components.trainer import train as trainer
 from components.trainer.config import MODE_FULL, TrainerConfig
@@ -100,7 +102,7 @@ class Inputs:
 
 
 def _split_pattern(uri: str, split: str) -> tuple[str, ...]:
-    return (data.join(data.join(uri, f"Split-{split}"), "*"),)
+    return (join(join(uri, f"Split-{split}"), "*"),)
 
 
 def find_inputs(metadata_file: str, pipeline_name: str, schema_path: str = "") -> Inputs:
@@ -148,14 +150,14 @@ def find_inputs(metadata_file: str, pipeline_name: str, schema_path: str = "") -
             f"the latest run of {pipeline_name!r} ({run.run_id}, states {run.states}) lacks "
             f"{', '.join(missing)}: {_MAKE_DEMO}"
         )
-    schema = data.join(schema_dir, SCHEMA_FILE) if schema_dir else schema_path
+    schema = join(schema_dir, SCHEMA_FILE) if schema_dir else schema_path
     return Inputs(
         base_model=data.resolve_base_model(base),
         bottleneck_train=_split_pattern(bottlenecks, "train"),
         bottleneck_eval=_split_pattern(bottlenecks, "eval"),
         examples_train=_split_pattern(examples, "train"),
         examples_eval=_split_pattern(examples, "eval"),
-        class_names=tuple(data.class_names_from_schema(schema)),
+        class_names=tuple(class_names_from_schema(schema)),
     )
 
 
@@ -166,7 +168,7 @@ def _labelled_ids(patterns: Sequence[str], split: str) -> dict[bytes, int]:
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
     files = data.record_files(patterns, split)
-    records = tf.data.TFRecordDataset(files, compression_type=data.COMPRESSION)
+    records = tf.data.TFRecordDataset(files, compression_type=COMPRESSION)
     ids: dict[bytes, int] = {}
     for batch in records.batch(1024).map(lambda r: tf.io.parse_example(r, spec)):
         for image_id, label in zip(
