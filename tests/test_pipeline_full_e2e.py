@@ -161,3 +161,14 @@ def test_a_worse_model_is_not_pushed(first):
     assert "is below the required minimum 0.9900" in verdict, verdict
     assert summary.pushed_destination is None
     assert os.listdir(os.path.join(config.serving.root, "digits")) == versions
+
+
+def test_the_transfer_benchmark_finds_the_runs_inputs(first):
+    """What `make demo`'s closing table reads from a pipeline run (bench/transfer_vs_scratch)."""
+    from bench import transfer_vs_scratch
+
+    _, config, _ = first
+    inputs = transfer_vs_scratch.find_inputs(config.metadata_file, config.pipeline_name)
+    assert inputs.class_names == tuple(str(c) for c in range(5, 10))
+    assert os.path.exists(os.path.join(inputs.base_model, "model.keras"))
+    assert inputs.bottleneck_train and inputs.examples_eval
