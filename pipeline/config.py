@@ -114,22 +114,23 @@ class SourceTaskConfig:
     # A folder of class sub-folders (other classes than the target's), and its schema.
     data_root: str = dataclasses.field(metadata=_path())
     schema: str = dataclasses.field(metadata=_path())
-    train_ratio: float = dataclasses.field(default=0.8, metadata=_range(0.0, 1.0, exclusive=True))
-    epochs: int = dataclasses.field(default=30, metadata=_range(1))
-    learning_rate: float = dataclasses.field(
-        default=1e-3, metadata=_range(0.0, 1.0, exclusive=True)
+    train_ratio: float = dataclasses.field(
+        default=0.8, metadata=_owned(ingest_spec.TRAIN_RATIO_KEY, ingest_spec.BOUNDS)
     )
-    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+    # The source Trainer's numbers: the Trainer's ranges (components/trainer/config.py).
+    epochs: int = dataclasses.field(default=30, metadata=_owned("epochs"))
+    learning_rate: float = dataclasses.field(default=1e-3, metadata=_owned("learning_rate"))
+    batch_size: int = dataclasses.field(default=32, metadata=_owned("batch_size"))
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvBlockConfig:
     """One convolutional block of a layer-wise pretrained encoder."""
 
-    filters: int = dataclasses.field(metadata=_range(1, 4096))
-    kernel: int = dataclasses.field(default=3, metadata=_range(1, 15))
+    filters: int = dataclasses.field(metadata=_owned("filters", layerwise_spec.BOUNDS))
+    kernel: int = dataclasses.field(default=3, metadata=_owned("kernel", layerwise_spec.BOUNDS))
     # Max pooling window after the conv; 1: no pooling.
-    pool: int = dataclasses.field(default=2, metadata=_range(1, 8))
+    pool: int = dataclasses.field(default=2, metadata=_owned("pool", layerwise_spec.BOUNDS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,19 +141,27 @@ class LayerwiseConfig:
     # their labels ignored (its train split only, usually far fewer images).
     data_root: str = dataclasses.field(default="", metadata=_path())
     # Share of those images trained on; the rest give a held-out reconstruction loss.
-    train_ratio: float = dataclasses.field(default=0.9, metadata=_range(0.0, 1.0, exclusive=True))
+    train_ratio: float = dataclasses.field(
+        default=0.9, metadata=_owned(ingest_spec.TRAIN_RATIO_KEY, ingest_spec.BOUNDS)
+    )
     # The encoder stack, lowest first: conv blocks, then dense layers.
     conv_blocks: tuple[ConvBlockConfig, ...] = ()
     dense_units: tuple[int, ...] = ()
-    epochs_per_layer: int = dataclasses.field(default=10, metadata=_range(1))
-    batch_size: int = dataclasses.field(default=32, metadata=_range(1))
+    epochs_per_layer: int = dataclasses.field(
+        default=10, metadata=_owned(layerwise_spec.EPOCHS_KEY, layerwise_spec.BOUNDS)
+    )
+    batch_size: int = dataclasses.field(
+        default=32, metadata=_owned(layerwise_spec.BATCH_SIZE_KEY, layerwise_spec.BOUNDS)
+    )
     learning_rate: float = dataclasses.field(
-        default=1e-3, metadata=_range(0.0, 1.0, exclusive=True)
+        default=1e-3, metadata=_owned(layerwise_spec.LEARNING_RATE_KEY, layerwise_spec.BOUNDS)
     )
     # Denoising: corrupt each autoencoder's input (gaussian: stddev; masking: the
     # probability of zeroing a value) and reconstruct the clean one.
     noise: str = dataclasses.field(default="gaussian", metadata=_choice(*layerwise_spec.NOISES))
-    noise_level: float = dataclasses.field(default=0.1, metadata=_range(0.0, 0.95))
+    noise_level: float = dataclasses.field(
+        default=0.1, metadata=_owned(layerwise_spec.NOISE_LEVEL_KEY, layerwise_spec.BOUNDS)
+    )
 
     def conv_block_dicts(self) -> list[dict[str, int]]:
         return [dataclasses.asdict(block) for block in self.conv_blocks]

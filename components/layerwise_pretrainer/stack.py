@@ -33,10 +33,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from components.layerwise_pretrainer.spec import NOISES
-
-_MAX_FILTERS = 4096
-_MAX_KERNEL = 15
+from components.layerwise_pretrainer.spec import BOUNDS, NOISES
 
 
 class LayerSpecError(ValueError):
@@ -82,15 +79,10 @@ class PretrainConfig:
             raise LayerSpecError(
                 f"noise: {self.noise!r} is not allowed; choose one of: {', '.join(NOISES)}"
             )
-        if not 0 <= self.noise_level < 1 and self.noise == "masking":
-            raise LayerSpecError(f"noise_level: {self.noise_level} must be in [0, 1) for masking")
-        if self.noise_level < 0:
-            raise LayerSpecError(f"noise_level: {self.noise_level} must be >= 0")
-        for name in ("epochs_per_layer", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise LayerSpecError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.learning_rate < 1:
-            raise LayerSpecError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
+        for name in ("noise_level", "epochs_per_layer", "batch_size", "learning_rate"):
+            bounds, value = BOUNDS[name], getattr(self, name)
+            if not bounds.contains(value):
+                raise LayerSpecError(f"{name}: must be {bounds.describe()}, got {value}")
 
 
 def parse_layers(
@@ -125,12 +117,12 @@ def parse_layers(
             )
         if "filters" not in block:
             raise LayerSpecError(f"{where}.filters: required (the number of feature maps)")
-        filters = _int(f"{where}.filters", block["filters"], 1, _MAX_FILTERS)
-        kernel = _int(f"{where}.kernel", block.get("kernel", 3), 1, _MAX_KERNEL)
-        pool = _int(f"{where}.pool", block.get("pool", 2), 1, 8)
+        filters = _int(f"{where}.filters", block["filters"], BOUNDS["filters"])
+        kernel = _int(f"{where}.kernel", block.get("kernel", 3), BOUNDS["kernel"])
+        pool = _int(f"{where}.pool", block.get("pool", 2), BOUNDS["pool"])
         layers.append(ConvBlock(filters, kernel, pool))
     for j, units in enumerate(dense_units):
-        layers.append(DenseLayer(_int(f"dense_units[{j}]", units, 1, 65536)))
+        layers.append(DenseLayer(_int(f"dense_units[{j}]", units, BOUNDS["units"])))
     if not layers:
         raise LayerSpecError(
             "the layer stack is empty: give at least one of conv_blocks (e.g. "
@@ -139,11 +131,13 @@ def parse_layers(
     return layers
 
 
-def _int(name: str, value: Any, low: int, high: int) -> int:
+def _int(name: str, value: Any, bounds) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise LayerSpecError(f"{name}: expected an integer, got {value!r}")
-    if not low <= value <= high:
-        raise LayerSpecError(f"{name}: {value} is out of range; it must be >= {low} and <= {high}")
+    if not bounds.contains(value):
+        raise LayerSpecError(
+            f"{name}: {value} is out of range; it must be >= {bounds.low:g} and <= {bounds.high:g}"
+        )
     return value
 
 
