@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -66,13 +67,25 @@ def _cmd_schema(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.verbose:
+        return _run(args, None, None)
+    from pipeline import console
+
+    log_path = _log_path(args.config)
+    print(f"run: full log in {log_path}", flush=True)
+    # From here on (TensorFlow's import included) every log line goes to the file.
+    with console.quiet_run(log_path) as (_, progress):
+        return _run(args, log_path, progress)
+
+
+def _run(args: argparse.Namespace, log_path: str | None, progress) -> int:
+    """Loads and checks the config, runs the pipeline, prints the summary."""
     from pipeline import config as config_lib
     from pipeline import preflight
-
-    config = config_lib.load_config(args.config)
     from pipeline.local_runner import run_local
     from pipeline.run_summary import latest_run
 
+    config = config_lib.load_config(args.config)
     preflight.check(config)
     start = time.time()
     try:
@@ -80,12 +93,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except RunInProgressError:
         raise
     except Exception as error:  # noqa: BLE001 - a step failed: one message, status 4
-        raise StepFailedError(_step_message(error)) from error
+        step = progress.failed_step() if progress else None
+        where = f" (full log: {log_path})" if log_path else ""
+        prefix = f"step {step}: " if step else ""
+        raise StepFailedError(prefix + _step_message(error) + where) from error
     summary = latest_run(config.metadata_file, config.pipeline_name)
-    return print_summary(config, summary, time.time() - start)
+    out = progress.console.print if progress else print
+    status = print_summary(config, summary, time.time() - start, out)
+    if log_path:
+        out(f"  full log: {log_path}")
+    return status
 
 
-def print_summary(config, summary, seconds: float) -> int:
+def _log_path(config_path: str) -> str:
+    """<pipeline_root>/logs/<pipeline>-<time>.log, read from the YAML without the heavy
+    config module (./tfx_transfer_runs/logs when the file cannot be read: the loader
+    reports that error itself)."""
+    import yaml
+
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    raw = raw if isinstance(raw, dict) else {}
+    root = str(raw.get("pipeline_root") or "tfx_transfer_runs")
+    if "://" in root:
+        root = "tfx_transfer_runs"
+    name = str(raw.get("pipeline_name") or "pipeline")
+    return os.path.join(root, "logs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
+
+
+def print_summary(config, summary, seconds: float, print=print) -> int:  # noqa: A002
     """Prints what the run did (read back from ML Metadata); 1 when a step FAILED."""
     print(f"\npipeline {config.pipeline_name} finished in {seconds:.0f}s")
     print(f"  ran:    {', '.join(summary.ran()) or '-'}")
@@ -93,8 +132,9 @@ def print_summary(config, summary, seconds: float) -> int:
     failed = sorted(node for node, state in summary.states.items() if state == "FAILED")
     if failed:  # e.g. a resolver: TFX goes on without its output (a gate without baseline)
         print(f"  FAILED: {', '.join(failed)} (see the errors logged above)")
-    _print_counts("ingest", summary.ingest_counts, summary.states.get("ImageExampleGen"))
-    _print_counts("bottleneck cache", summary.cache_counts, summary.states.get("BottleneckCache"))
+    states = summary.states
+    _print_counts("ingest", summary.ingest_counts, states.get("ImageExampleGen"), print)
+    _print_counts("bottleneck cache", summary.cache_counts, states.get("BottleneckCache"), print)
     verdict = summary.evaluation_verdict()
     if verdict is not None:
         print(f"  evaluation: {verdict}")
@@ -128,7 +168,12 @@ def _step_message(error: Exception) -> str:
     return f"a pipeline step failed: {type(error).__name__}: {error} (traceback logged above)"
 
 
-def _print_counts(what: str, counts: dict[str, int], state: str | None) -> None:
+def _print_counts(
+    what: str,
+    counts: dict[str, int],
+    state: str | None,
+    print=print,  # noqa: A002
+) -> None:
     if not counts:
         return
     text = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -187,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=DEFAULT_CONFIG)
     run.add_argument(
         "--wait", action="store_true", help="wait for a run holding the pipeline root to end"
+    )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="stream every log line (absl, Beam, TensorFlow, Keras) instead of one line per step",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -1,8 +1,12 @@
 """create_pipeline(config): the one place where the DAG is wired.
 
-The same function serves the local runner (LocalDagRunner, SQLite metadata, Beam
-DirectRunner) and, later, Kubeflow Pipelines: runners only differ in what they wrap
-around the returned `tfx.dsl.Pipeline`.
+The same function serves the local runner (pipeline/local_runner.py: LocalDagRunner,
+SQLite metadata, Beam DirectRunner) and the Kubeflow compile (kubeflow/compile.py, with
+RuntimeParameters under the RUNTIME_* names and resolve_baseline=False): runners only
+differ in what they wrap around the returned `tfx.dsl.Pipeline`. `trainer_config`,
+`eval_config` and `push_destination` turn the YAML config into the Trainer's
+custom_config, the Evaluator's gate and Pusher's destination. The picture:
+docs/ARCHITECTURE.md, "Data flow".
 """
 
 from __future__ import annotations
@@ -219,7 +223,7 @@ def create_components(
             list(config.cache.beam_pipeline_args)
         )
     # Phase 1: a new head on the cached vectors; phase 2 (optional): fine-tune the top
-    # of the base on images at a tenth of the rate. Exports ONE serving model:
+    # of the base on images at learning_rate * fine_tune_lr_factor. Exports ONE serving model:
     # preprocessing + frozen base + head, for tf.Examples and for raw image bytes.
     trainer = _trainer(
         bottleneck_cache.outputs["bottlenecks"],

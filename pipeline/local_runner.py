@@ -1,8 +1,8 @@
 """Runs the pipeline locally: LocalDagRunner, SQLite metadata, Beam DirectRunner.
 
 One run at a time per pipeline root and per metadata file: `run_local` holds an
-exclusive lock (``flock``) on ``<pipeline_dir>/.run.lock`` and on
-``<metadata file>.lock`` for the whole run. A second run on the same root refuses at
+exclusive lock (``flock``) on ``<metadata file>.lock`` and, for a local root, on
+``<pipeline_dir>/.run.lock`` for the whole run. A second run on the same root refuses at
 once with a message naming the run that holds it (or waits, with ``wait=True``). The
 kernel releases the lock when the holding process ends, killed or not, so a crashed
 run never leaves a stale lock behind.

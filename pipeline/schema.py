@@ -1,10 +1,11 @@
 """The tf.Example schema of ingested images, built from a class vocabulary.
 
 The schema is checked in under schemas/ (one file per dataset) and brought into the
-pipeline by ImportSchemaGen, so that ExampleValidator stops a run whose data no
-longer matches what was reviewed: a label outside the vocabulary, a missing image,
-an unknown format. `tfx-transfer schema` writes the file for a new dataset; review it
-and commit it.
+pipeline by ImportSchemaGen, so that ExampleValidator finds, and AnomalyGate stops, a
+run whose data no longer matches what was reviewed: a label outside the vocabulary, a
+missing image, an unknown format. The class names are the label_name string domain,
+in label-index order (read back by components.common.schema). `tfx-transfer schema`
+writes the file for a new dataset; review it and commit it.
 """
 
 from __future__ import annotations

@@ -152,7 +152,9 @@ def test_run_with_a_missing_schema_stops_before_any_step(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert "schema: " in err and "missing.pbtxt does not exist" in err
-    assert not (tmp_path / "runs").exists()  # nothing ran, no metadata written
+    # Nothing ran: no metadata, no pipeline folder (only the run's log file).
+    assert not (tmp_path / "runs" / "metadata.sqlite").exists()
+    assert not (tmp_path / "runs" / "p").exists()
 
 
 def test_run_while_another_run_holds_the_pipeline_root(tmp_path, capsys):

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 def _write_config(root, data_root, base_model=True) -> str:
     text = (
         f"pipeline_name: rel\npipeline_root: {root / 'runs'}\nschema: {root / 'schema.pbtxt'}\n"
-        f"data: {{root: {data_root}, train_ratio: 0.5}}\n"
+        f"data: {{root: {data_root}, train_ratio: 0.5, min_train_per_class: 2}}\n"
         "image: {height: 16, width: 16}\n"
         f"serving: {{model_name: digits, root: {root / 'serving'}}}\n"
     )
@@ -60,7 +60,9 @@ def test_a_class_cut_to_one_image_stops_the_run_before_training(demo, tmp_path, 
 
 
 def test_a_second_run_on_the_same_pipeline_root_refuses_while_the_first_runs(demo):
-    config = _write_config(demo, demo / "demo" / "target", base_model=False)
+    # With a base model the first run trains for a while: the second one, which needs
+    # a few seconds to start, meets it holding the root.
+    config = _write_config(demo, demo / "demo" / "target", base_model=True)
     command = [sys.executable, "-m", "pipeline.cli", "run", "--config", config]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -78,4 +80,13 @@ def test_a_second_run_on_the_same_pipeline_root_refuses_while_the_first_runs(dem
     assert f"another run is using this pipeline (pid {first.pid}" in second.stderr
     assert "Traceback" not in second.stderr
     assert first.returncode == 0, output.decode()[-3000:]
-    assert "pipeline rel finished" in output.decode()
+    # A run a person can read: one line per step and the summary on the terminal,
+    # everything else (TensorFlow's start-up lines, absl, Beam, Keras) in the log file.
+    text = output.decode()
+    assert "pipeline rel finished" in text
+    assert "  Trainer ... ran (" in text and "  Pusher ... ran (" in text
+    assert len(text.splitlines()) <= 40, text
+    assert "tensorflow/core" not in text and "Epoch " not in text
+    log_path = text.splitlines()[0].removeprefix("run: full log in ").strip()
+    log = open(log_path, encoding="utf-8", errors="replace").read()
+    assert "Component Trainer is running." in log and "tensorflow" in log

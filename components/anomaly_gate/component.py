@@ -1,7 +1,8 @@
 """AnomalyGate: fail the run when the examples cannot train a model that means anything.
 
 A Python-function component. Its inputs are ExampleValidator's ExampleAnomalies and,
-for a labelled target, the schema and ImageExampleGen's ClassVocabulary. It stops the
+when a model will be trained on labelled data (a base model is configured), the schema
+and ImageExampleGen's ClassVocabulary. It stops the
 run on any anomaly against the schema, on class folders that are not exactly the
 schema's classes, and on a class with fewer labelled examples than the minimum in
 the train or the eval split. Components that must not run on such data (Transform

@@ -1,8 +1,11 @@
-"""Pure core of AnomalyGate: read ExampleValidator's anomalies and explain them.
+"""Pure core of AnomalyGate: read ExampleValidator's anomalies and the class counts.
 
-TFX's ExampleValidator records anomalies (and a `blessed` flag per split) but lets
-the run go on. This gate turns any anomaly into a failed run with a message that
-says, per split and feature, what is wrong and how to fix it.
+- `read_anomalies` / `check`: TFX's ExampleValidator records anomalies (and a `blessed`
+  flag per split) but lets the run go on; `check` raises DataAnomalyError naming,
+  per split and feature, what is wrong, with FIX_HINT.
+- `check_classes`: raises DataAnomalyError unless ImageExampleGen's class folders are
+  exactly the schema's classes, in label order, each with at least the minimum of
+  labelled train and eval examples; the message names the classes and their counts.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
   classification top (include_top=False), at the pipeline's input size, with weights
   from a local file the user supplies (the `*_notop.h5` file) or random (seeded, so
   the same config builds the same network). Nothing is ever downloaded.
+- kind "builtin": a small architecture of this project by name (spec.BUILTINS:
+  `small_cnn`), with seeded random weights.
 - kind "file": a model the user trained, as a `.keras` or `.h5` file.
 
 Either way the input must be the pipeline's image size with 3 channels.
@@ -53,9 +55,9 @@ def build_application(
 def small_cnn(height: int, width: int, seed: int = 0) -> keras.Model:
     """Three conv blocks (32, 64, 128 filters; conv-ReLU-maxpool) and global pooling.
 
-    Layer names `block{1,2,3}_{conv,relu,pool}` and `gap` make cut points readable:
-    `cut_layer: block2_pool` drops the top block, which transfers better than the
-    pooled top when source and target classes differ (see docs/ARCHITECTURE.md).
+    Layer names `block{1,2,3}_{conv,relu,pool}` and `gap` make cut points readable
+    (the demo cuts at `block3_pool` with pooling flatten; docs/ARCHITECTURE.md, "The
+    demo").
     """
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((height, width, 3), name="image")

@@ -1,8 +1,9 @@
 """Keys, choices and the ComponentSpec of BaseModelGen, declared once.
 
 BaseModelGen turns a base-network choice from the config into a `Model` artifact (a
-directory holding model.keras), the one form every consumer (BottleneckCache, Trainer)
-reads, whatever the source: a Keras Applications architecture, or a user's file.
+directory holding model.keras), the one form every consumer (BottleneckCache, the
+Trainers) reads, whatever the source: a Keras Applications architecture, a builtin
+architecture of this project, or a user's file.
 """
 
 from tfx.types import standard_artifacts

@@ -1,12 +1,11 @@
 """The Evaluator's baseline: the latest blessed model other than the candidate itself.
 
-TFX's LatestBlessedModelStrategy resolves the latest blessed model. After a model is
-blessed and pushed, an unchanged rerun resolves *that same model* as the baseline, so
-Evaluator's inputs change (baseline: none -> the candidate) and it runs again only to
-compare the model with itself. Excluding the candidate gives the model that was in
-service when the candidate was first evaluated: the same baseline as before, so an
-unchanged rerun is served from TFX's cache, and a new candidate is still compared with
-the model in service (the latest blessed one, which is not the candidate).
+`LatestBlessedOtherModelStrategy`, for a `tfx.dsl.Resolver` with inputs MODEL_KEY (every
+Model), MODEL_BLESSING_KEY (every ModelBlessing) and CANDIDATE_KEY (the Trainer's
+output): TFX's LatestBlessedModelStrategy applied to the models that are not the
+candidate. It returns the latest blessed Model and its ModelBlessing (empty lists when
+there is none) and the candidate unchanged. Why: docs/ARCHITECTURE.md, "Evaluator and
+Pusher".
 """
 
 from __future__ import annotations

@@ -55,11 +55,11 @@ class CachePlan:
         cut_layer: the resolved cut layer name.
         pooling: the pooling applied ("none" when the cut output is not rank 4).
         base_fingerprint: base_file.fingerprint of the cut sub-model.
-        transform_fingerprint: transform.transform_fingerprint of the graph.
+        transform_fingerprint: transform_graph.transform_fingerprint of the graph.
         shape: the bottleneck shape per image, before flattening.
         namespace: the cache namespace (see module docstring).
         base_digest: sha256 of the base's .keras file bytes the plan was made from.
-        transform_digest: transform.graph_digest of the transform graph.
+        transform_digest: transform_graph.graph_digest of the transform graph.
     """
 
     base_model_uri: str

@@ -1,7 +1,9 @@
-"""Keys, feature names, artifact properties and the ComponentSpec of BottleneckCache.
+"""Keys, parameter ranges, artifact properties, files and the ComponentSpec of BottleneckCache.
 
-Declared once: the component, executor, Beam core, Trainer (which reads the
-bottleneck examples) and the tests import these names.
+Declared once: the component, executor, plan, Beam core, the YAML config (BOUNDS), the
+run summary (the counts) and the tests import these names. The feature the cache adds
+to its output records is examples.BOTTLENECK_KEY (components/common/examples.py), which
+the Trainer reads.
 """
 
 from tfx.types import standard_artifacts

@@ -1,9 +1,9 @@
 """The tf.Example contract: feature names and split names, declared once.
 
-ImageExampleGen writes these features, Transform, the bottleneck cache, the Trainer
-and the served model read them, and clients (the predict CLI, TF Serving requests)
-build them. This module imports nothing, so serving code and clients read a feature
-name without loading TFX.
+ImageExampleGen writes these features (BottleneckCache adds BOTTLENECK_KEY), Transform,
+the bottleneck cache, the Trainer and the served model read them, and clients (the
+predict CLI, TF Serving requests) build them. This module imports nothing, so serving
+code and clients read a feature name without loading TFX.
 """
 
 # --- tf.Example feature names -------------------------------------------------
@@ -23,7 +23,7 @@ TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 
-# --- features of the output tf.Examples ----------------------------------------------
-# Besides these, the output records keep image, label, label_name and image_id from
-# this module, so a fine-tuning phase can read the images.
+# --- added by BottleneckCache to its output tf.Examples ----------------------------------
+# Its output records also keep every feature above (image, label, label_name, image_id...),
+# so a fine-tuning phase can read the images.
 BOTTLENECK_KEY = "bottleneck"  # float list: the frozen layers' output, flattened

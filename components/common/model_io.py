@@ -1,33 +1,28 @@
 """Model formats: native ``.keras`` files for surgery, a TF SavedModel for serving.
 
-The Keras flavour decision (one for the whole project):
+- ``save_keras`` / ``load_keras`` / ``keras_model_path``: ``<directory>/model.keras``
+  (KERAS_MODEL_FILE), the form of every base and of the Trainer's Model artifact;
+  written atomically, local or a tf.io.gfile URL; loaded uncompiled by default. The
+  file keeps layer names and the graph of layers, so ``cut`` can take the sub-model up
+  to a named layer (layers and weights shared with the original).
+- ``export_serving_model``: the served and evaluated model, a TF SavedModel written by
+  Keras 3's ``keras.export.ExportArchive``, with two signatures: SERVING_SIGNATURE
+  (``serving_default``: serialized tf.Examples, input "examples"; what TFMA's Evaluator
+  and TF Serving's default use) and IMAGES_SIGNATURE (``predict_images``: raw encoded
+  image bytes of any accepted format and size, input "images"). Both return
+  ``{"probabilities": float32 [batch, classes], "classes": string [batch] (top-1 class
+  name), "class_names": string [batch, classes]}``; an empty batch gets empty outputs.
+  Decoding, resizing and scaling inside it are ``ImageSpec.preprocess``
+  (``components.common.preprocessing``): the same code Transform ran. A request of
+  more than MAX_IMAGES_PER_REQUEST images, or with an image whose header declares more
+  than MAX_PIXELS_PER_IMAGE pixels, fails with InvalidArgument. Optionally TF Serving's
+  warm-up file (``components.common.serving_requests``). It loads the TF Serving way
+  (TF1 session, the MetaGraph's saver, signature_def tensor names) as well as with
+  ``tf.saved_model.load``, and needs no Python code to load.
 
-* **Keras 3**, TF 2.16's default ``tf.keras``. ``TF_USE_LEGACY_KERAS`` is never set by
-  this project. Code imports the ``keras`` package directly and never uses
-  ``tf.keras``: importing ``tensorflow_transform`` (which ``tfx.v1`` does) sets
-  ``TF_USE_LEGACY_KERAS=1`` in ``os.environ`` when it is unset, so ``tf.keras`` would
-  resolve to Keras 2 (tf_keras) in that process or in any child process it starts
-  (Beam workers), depending on import order. ``import keras`` is Keras 3 regardless.
-* Models that later components operate on (base networks to cut and freeze, the
-  layer-wise pretrainer's output) are stored as native ``.keras`` files
-  (``save_keras`` / ``load_keras``): the file keeps layer names and the graph of
-  layers, so ``cut`` can take the sub-model up to a named layer.
-* The served and evaluated model is a TF SavedModel written by Keras 3's
-  ``keras.export.ExportArchive`` (``export_serving_model``) with two signatures:
-  ``serving_default`` (serialized tf.Examples, input "examples"; what TFMA's Evaluator
-  and TF Serving's default use) and ``predict_images`` (raw encoded image bytes, input
-  "images"). Both return ``{"probabilities": float32 [batch, classes], "classes":
-  string [batch] (top-1 class name), "class_names": string [batch, classes]}``.
-  Decoding, resizing and scaling inside it are
-  ``components.common.preprocessing.preprocess_images``: the same code Transform ran.
-  It loads the TF Serving way (TF1 session, the MetaGraph's saver, signature_def
-  tensor names) as well as with ``tf.saved_model.load``;
-  docs/ARCHITECTURE.md says why the archive and not a ``tf.Module``.
-* Beam jobs load models with ``tf.saved_model.load`` (TF2) or ``keras.models.load_model``
-  (``load_keras``), never through tfx_bsl's RunInference, whose TF1 session cannot
-  restore Keras 3 variables. The exported SavedModel needs no Python code to load.
-* Note: ``tft.TFTransformOutput.transform_features_layer()`` is a tf_keras (Keras 2)
-  model; call it eagerly or inside a tf.function, never inside a Keras 3 model.
+Project code imports ``keras`` (Keras 3) and never ``tf.keras``. Why Keras 3, ``.keras``
+files and the export archive: docs/ARCHITECTURE.md, "Decision: Keras 3, `.keras` for
+models to operate on, SavedModel for serving".
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The one implementation of image decoding, resizing and input scaling.
 
-Three places need exactly the same pixels and all of them call this module:
+Every consumer of pixels needs exactly the same ones, and all of them call this module:
 
-* the TFX Transform component (``preprocessing_fn``, traced by tf.Transform),
+* the TFX Transform component (``preprocessing_fn``, traced by tf.Transform), whose
+  graph the bottleneck cache and LayerwisePretrainer apply to the image bytes,
+* the Trainer's fine-tuning and full-training phases (``ImageSpec.preprocess``),
 * the served model, which takes raw encoded image bytes of any format and size
-  (``preprocess_images`` inside its tf.function signatures, see ``model_io``),
-* the Beam job that caches the frozen layers' outputs (bottleneck features).
+  (``ImageSpec.preprocess`` inside its tf.function signatures, see ``model_io``).
 
 Everything here is pure TensorFlow and graph-compatible: it works eagerly, inside
 ``tf.function``, inside ``tf.map_fn`` and under tf.Transform's TF2 tracing.

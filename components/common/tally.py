@@ -1,4 +1,4 @@
-"""A Beam CombineFn shared by the Beam components: sums dicts of named counts."""
+"""A Beam CombineFn that sums dicts of named counts (ImageExampleGen's ingest counts)."""
 
 from collections.abc import Iterable, Sequence
 

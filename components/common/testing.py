@@ -13,9 +13,10 @@ pipeline itself never imports this module):
   reference they are compared with, direct_vectors.
 
 Everything is seeded. Like the rest of components.common, this imports only
-components.common and third-party packages (tests/test_layers.py): the builders that
-run a component's own code (a tf.Example as ImageExampleGen writes it, a cache job, an
-executor run) are fixtures in tests/conftest.py.
+components.common and third-party packages (tests/test_layers.py). Builders that run a
+component's own code live beside it: an executor run outside TFX in
+``components/<name>/testing.py`` (``run_executor``, shared with bench/), the rest (a
+tf.Example as ImageExampleGen writes it, a cache job) as fixtures in tests/conftest.py.
 """
 
 from __future__ import annotations

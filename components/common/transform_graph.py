@@ -1,19 +1,19 @@
 """The transform graph as a function of encoded image bytes, and its fingerprint.
 
-Transform's graph (``components.common.preprocessing.preprocessing_fn``) maps raw features to
-TRANSFORMED_IMAGE_KEY, the decoded, resized and scaled image. The cache only ever
-feeds it the IMAGE_KEY feature: tf.Transform computes the outputs that depend on the
-features it is given, so a cached vector is a function of the image bytes alone and
-may be keyed by their hash. A transform whose image output needs other features is
-rejected with a clear error.
-
-The transform fingerprint is behavioural, not the bytes of the graph: TFX re-runs
-Transform whenever new images arrive, and a re-exported graph may differ in bytes while
-computing the same pixels. The graph is run on fixed probe images (deterministic
-synthetic pixels; odd sizes, aspect ratios both ways, grey, RGB and RGBA, PNG and
-JPEG) and the output is hashed after rounding to PROBE_DECIMALS, so a change of size,
-resize method, resize mode or scaling changes the fingerprint, while last-bit float
-noise does not.
+- ``load_image_transform``: Transform's graph
+  (``components.common.preprocessing.preprocessing_fn``) as encoded bytes [batch] ->
+  TRANSFORMED_IMAGE_KEY, the decoded, resized and scaled image. Its users (the
+  bottleneck cache, LayerwisePretrainer) feed it the IMAGE_KEY feature only:
+  tf.Transform computes the outputs that depend on the features it is given, so a
+  cached vector is a function of the image bytes alone and may be keyed by their hash.
+  A transform whose image output needs other features is rejected with a clear error.
+- ``transform_fingerprint``: behavioural, not the bytes of the graph: the output on
+  fixed probe images (``probe_images``: deterministic synthetic pixels; odd sizes,
+  aspect ratios both ways, grey, RGB and RGBA, PNG and JPEG), hashed after rounding to
+  PROBE_DECIMALS, so a change of size, resize method, resize mode or scaling changes
+  it, while a re-exported graph computing the same pixels and last-bit float noise
+  do not (why: docs/ARCHITECTURE.md, "BottleneckCache").
+- ``graph_digest``: sha256 of the graph's files, naming one exact export.
 """
 
 from __future__ import annotations

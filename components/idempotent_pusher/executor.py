@@ -1,25 +1,21 @@
 """A Pusher executor that publishes each model once, in a version of its own, atomically.
 
-TFX's Pusher writes every blessed model to `<base_directory>/<unix time>/`. Two things
-go wrong with that:
+For a filesystem PushDestination (any other goes to TFX's Pusher unchanged), a model
+that is not blessed (ModelBlessing or InfraBlessing) is marked not pushed; a blessed one:
 
-* After the first push of a model, the next run's Evaluator compares that same model
-  against itself and blesses it again, so the stock Pusher would publish an identical
-  second version. This executor first compares the candidate SavedModel with every
-  version already under the destination (a content hash of its files) and, if one is
-  identical, records that version as the push and copies nothing.
-* Two runs pushing in the same second chose the same version folder: the second
-  one's files went into the first one's version while both push records pointed
-  there. Here a model is copied into a hidden staging folder under the destination
-  (`.staging-<random>`; TF Serving only loads folders whose names are integers) and
-  then renamed to `<version>/`, where version = max(unix time, newest version + 1).
-  On a local (POSIX) file system the rename of a folder onto an existing non-empty
-  one fails, so of two runs that pick the same number one wins and the other takes
-  the next number: versions are unique and appear whole. Object stores (gs://) have
-  no atomic folder rename: there the files are copied with saved_model.pb last (TF
-  Serving's signal that a version is complete, as TFX's Pusher does) after checking
-  that the version does not exist yet, which is unique only while one run pushes at a
-  time (the CLI's run lock guarantees that per pipeline root).
+* is not copied again when a version under the destination already holds the same
+  files (``saved_model_digest``: relative paths and bytes); the PushedModel then names
+  that version and has ALREADY_SERVED_KEY = 1;
+* otherwise becomes ``<base_directory>/<version>/`` (``publish``), version = max(unix
+  time, newest version + 1). Locally it is copied into a hidden ``.staging-<random>``
+  folder (TF Serving loads only folders named by an integer) and renamed; a rename onto
+  a version another run took fails, and the next number is tried: versions are unique
+  and appear whole. On object stores (gs://) the files are copied with saved_model.pb
+  last, under a number not yet used: unique only while one run pushes at a time (the
+  CLI's run lock per pipeline root).
+
+Why, and the cases tried: docs/ARCHITECTURE.md, "Runs, locks and versions", and
+docs/RELIABILITY.md.
 """
 
 from __future__ import annotations

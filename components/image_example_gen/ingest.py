@@ -1,18 +1,20 @@
 """Pure core of ImageExampleGen: files -> deduplicated, split, serialized tf.Examples.
 
-Nothing here uses TFX APIs (the key names come from spec.py), so every function and
-the IngestImages PTransform can be tested on plain arguments. The steps live in:
+Nothing here uses TFX APIs (feature and split names come from components.common.examples,
+count names from spec.py), so every function and the IngestImages PTransform can be
+tested on plain arguments. The steps live in:
 
 - listing.py: list_classes / list_files walk the input root (local or remote) and say
   which files are candidates, which are quarantined before reading (symlinks that
-  leave the root, files outside a class folder, non-regular files) and which are
-  ignored (is_ignored: .DS_Store, ._*, Thumbs.db, desktop.ini, hidden folders);
-  fingerprint.
+  leave the root, files outside a class folder, non-regular files, names that are not
+  UTF-8 or hold line breaks) and which are ignored (is_ignored: .DS_Store, ._*,
+  Thumbs.db, desktop.ini, hidden folders); fingerprint.
 - images.py: read_image validates one file's bytes (format, size before decoding,
   full decode, TensorFlow decode, transcode or downscale when needed).
-- here: content ids, split assignment, tf.Example serialization, duplicate and
-  conflict resolution, and the IngestImages Beam job, whose counts reconcile:
-  files_seen = ingested + quarantined + duplicates + ignored.
+- here: content ids (components.common.artifact_io.content_id), split assignment,
+  tf.Example serialization, duplicate and conflict resolution, and the IngestImages
+  Beam job, whose counts reconcile: files_seen = ingested + quarantined + duplicates
+  + ignored.
 
 Bad input never raises: it becomes a quarantine record {"path", "reason"}.
 """
@@ -79,7 +81,7 @@ def make_example(
     width: int,
     image_format: str,
 ) -> bytes:
-    """A serialized tf.train.Example with the features named in spec.py."""
+    """A serialized tf.train.Example with the features of components.common.examples."""
     import tensorflow as tf  # heavy: imported on first use
 
     train = tf.train

@@ -1,7 +1,9 @@
-"""Keys, feature names and artifact types of ImageExampleGen, declared once.
+"""Keys, parameter ranges, count names and the ComponentSpec of ImageExampleGen, declared once.
 
-The component, its executor, the schema, the Transform preprocessing_fn and the
-tests all import these names, so they cannot drift apart.
+The component, its driver, executor and ingest core, the YAML config (BOUNDS), the run
+summary (the counts) and the tests import these names, so they cannot drift apart. The
+tf.Example feature and split names are in components/common/examples.py, the output
+artifact types and their files in components/common/artifacts.py.
 """
 
 from tfx.types import standard_artifacts

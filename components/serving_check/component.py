@@ -1,15 +1,15 @@
 """ServingCheck: bless a model for push only if it answers the way TF Serving loads it.
 
-TFX's own answer, InfraValidator, starts a real model server (Docker or Kubernetes)
-and raises NotImplementedError under the Kubeflow V2 runner. This component runs
-everywhere the pipeline runs: it loads the Trainer's serving model exactly as TF
-Serving does (TF1 session, saver restore, signature_def tensor names) in a fresh
-Python process with none of this project's code imported, sends TF Serving
-PredictRequests built from eval images through both signatures (and replays the
-model's warm-up file), checks each answer equals the in-process model's, and writes
-the standard ``InfraBlessing`` that the standard Pusher reads (``infra_blessing``):
-custom property ``blessed`` 1 or 0 and a file ``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED``
-like InfraValidator's, plus ``reason`` (a sentence) and ``serving_check.json``.
+Inputs: ``model`` (the Trainer's Model) and ``examples`` (the first ``num_examples``
+images of the eval split become the requests). ``check.check_servable`` loads the
+serving model in a fresh Python process as TF Serving does and compares its answers
+with the in-process model's, within ``timeout_seconds``. Output: ``blessing``, the
+standard ``InfraBlessing`` that the standard Pusher reads (``infra_blessing``): custom
+property ``blessed`` 1 or 0 and a file ``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED`` (as
+InfraValidator writes them) holding the reason, plus custom property ``reason`` (a
+sentence), ``serving_check.json`` and the probe's report and log. A model that is not
+servable does not fail the run: it is not pushed. Why not InfraValidator:
+docs/ARCHITECTURE.md, "ServingCheck".
 """
 
 import json

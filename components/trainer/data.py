@@ -1,4 +1,4 @@
-"""The Trainer's inputs: bottleneck records, class names, the base network's location.
+"""The Trainer's inputs: bottleneck records, label counts, the base network's location.
 
 The Trainer's ``examples`` are BottleneckCache's output: gzipped TFRecords of
 tf.Examples in ``Split-<name>/`` folders, each record carrying BOTTLENECK_KEY (the
@@ -10,8 +10,11 @@ IMAGE_KEY (for fine-tuning). Unlabelled records (label -1) are skipped everywher
 - ``image_dataset``: (preprocessed image, label) batches for fine-tuning, through
   ``ImageSpec.preprocess`` (the same code Transform and the served model use).
 - ``encoded_eval_batches``: (encoded bytes, labels) for evaluating the exported model.
-- ``class_names_from_schema``: the label_name string domain, in label-index order.
+- ``record_files``, ``count_labels``, ``bottleneck_dim``: a split's files (error when
+  none match), its labelled examples per class, the stored vector length.
 - ``resolve_base_model``: where model.keras is for the Trainer's base_model input.
+
+The class names come from the schema (``components.common.schema``).
 """
 
 from __future__ import annotations

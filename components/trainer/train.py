@@ -25,8 +25,12 @@ same code Transform ran.
    the serving SavedModel (``model_io.export_serving_model``, with TF Serving warm-up
    requests from the first eval images) in serving_model_dir, as
    ``<model dir>/model.keras`` (so the artifact can be another pipeline's base), and
-   the reports in ``<model dir>/reports/`` (``trainer_reports``), where ``<model dir>``
-   is the parent of serving_model_dir (the Model artifact's uri under TFX).
+   the reports in ``<model dir>/reports/`` (``components.trainer.reports``), where
+   ``<model dir>`` is the parent of serving_model_dir (the Model artifact's uri under TFX).
+
+With ``mode`` "full" (the source task's Trainer, whose ``examples`` are
+ImageExampleGen's: no bottlenecks needed) phases 1 and 2 are replaced by one phase that
+trains every layer of the cut base and the head on the images; export is the same.
 """
 
 from __future__ import annotations
