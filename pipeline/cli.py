@@ -4,6 +4,7 @@
     tfx-transfer run --config CONFIG.yaml       run the pipeline locally
     tfx-transfer schema --data-root DIR --out schemas/NAME.pbtxt
                                                 write the schema for a dataset
+    tfx-transfer runs [--config C]              past local runs, one line each
     tfx-transfer predict IMAGE... [--config C | --model-dir D] [--server H:P|URL]
                                                 top-k classes from the pushed model
     tfx-transfer compile [--config kubeflow/configs/demo.yaml] [--output FILE.yaml]
@@ -13,6 +14,8 @@
                                                 create or replace a recurring run
     tfx-transfer serving-manifests --config kubeflow/configs/demo.yaml
                                                 TF Serving Kubernetes manifests
+    tfx-transfer kfp-local --package FILE.yaml --pipeline-root DIR [--param N=V ...]
+                                                run a compiled pipeline here, step by step
 
 Nothing heavy (TensorFlow, TFX, Kubeflow code) is imported before a subcommand needs
 it, so `--help` answers at once.
@@ -35,6 +38,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 
 from pipeline.errors import RunInProgressError, ServerError, StepFailedError
 
@@ -182,6 +186,31 @@ def _print_counts(
     print(f"  {what}: {text}")
 
 
+def _cmd_runs(args: argparse.Namespace) -> None:
+    """One line per past run: id, start, duration, state, eval accuracy, pushed version."""
+    from pipeline import config as config_lib
+    from pipeline import run_summary
+
+    config = config_lib.load_config(args.config)
+    if not os.path.exists(config.metadata_file):
+        raise FileNotFoundError(
+            f"no runs yet: {config.metadata_file} does not exist (tfx-transfer run first)"
+        )
+    found = run_summary.runs(config.metadata_file, config.pipeline_name, newest=args.last)
+    print(f"{'run':<28} {'started':<19} {'took':>6}  {'state':<8} {'eval acc':>8}  pushed")
+    for run in found:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started))
+        accuracy = run.eval_accuracy
+        shown = f"{accuracy:.4f}" if accuracy is not None else "-"
+        pushed = run.pushed_version or "-"
+        if run.pushed_version and run.states.get("Pusher") == "CACHED":
+            pushed += " (unchanged)"
+        took = f"{run.finished - run.started:.0f}s"
+        print(f"{run.run_id:<28} {started:<19} {took:>6}  {run.state:<8} {shown:>8}  {pushed}")
+    if not found:
+        print(f"no run of {config.pipeline_name} in {config.metadata_file}")
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from pipeline import config as config_lib
     from pipeline import predict
@@ -246,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--unlabelled", action="store_true")
     schema.set_defaults(func=_cmd_schema)
 
+    past = sub.add_parser("runs", help="past local runs of the pipeline, one line each")
+    past.add_argument("--config", default=DEFAULT_CONFIG)
+    past.add_argument("--last", type=int, default=20, help="how many of the newest runs")
+    past.set_defaults(func=_cmd_runs)
+
     pred = sub.add_parser("predict", help="top-k classes of images from the pushed model")
     pred.add_argument("images", nargs="+", help="image files (any accepted format and size)")
     pred.add_argument("--config", default=DEFAULT_CONFIG, help="finds serving.root/model_name")
@@ -266,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("submit", "submit one run of a compiled pipeline to Kubeflow Pipelines"),
         ("schedule", "create or replace a recurring run on Kubeflow Pipelines"),
         ("serving-manifests", "render TF Serving's Kubernetes manifests for the pushed model"),
+        ("kfp-local", "run a compiled Kubeflow pipeline here, step by step, as KFP's launcher"),
     ):
         passthrough = sub.add_parser(name, help=help_, add_help=False)
         passthrough.add_argument("arguments", nargs=argparse.REMAINDER)
@@ -273,8 +308,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_third_party() -> None:
+    """Known third-party noise, hidden at the CLI entry point only (components never do
+    this, so a Kubeflow pod keeps its logs)."""
+    # TensorFlow's C++ start-up lines (CUDA probing, CPU features, TensorRT, and the
+    # "Unable to register cuFFT factory" ERROR lines TF 2.16 prints at every import):
+    # they describe how TensorFlow was built, not the user's data or model; an op that
+    # fails still raises a Python error with its message.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's Python deprecation notices (e.g. the TF1 SavedModel loader that the
+    # TF Serving check uses on purpose).
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # google-api-core's FutureWarning, once per Google package, that Python 3.10 is past
+    # its support: about the interpreter this project pins, nothing a user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+    # absl's INFO lines (e.g. "MetadataStore with DB connection initialized").
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
 def _cmd_kubeflow(args: argparse.Namespace) -> int:
-    """submit / schedule / serving-manifests: kubeflow.submit's and kubeflow.serving's."""
+    """submit / schedule / serving-manifests / kfp-local: the kubeflow/ command lines."""
+    if args.command == "kfp-local":
+        from kubeflow import local_run
+
+        return local_run.main(args.arguments, prog="tfx-transfer kfp-local")
     if args.command == "serving-manifests":
         from kubeflow.serving import render
 
@@ -287,11 +346,14 @@ def _cmd_kubeflow(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
-    if unknown and args.command not in ("submit", "schedule", "serving-manifests"):
+    if unknown and args.command not in ("submit", "schedule", "serving-manifests", "kfp-local"):
         build_parser().parse_args(argv)  # argparse's own error for unknown arguments
     if unknown:
         args.arguments = [*unknown, *args.arguments]
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "run":  # `run` sends these to its log file instead
+        _quiet_third_party()
+    level = logging.INFO if args.command == "run" else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     statuses = ((RunInProgressError, 3), (StepFailedError, 4), (ServerError, 5))
     try:
         status = args.func(args)

@@ -45,6 +45,38 @@ class RunSummary:
     states: dict[str, str]
     # node id -> the output artifacts of its execution in this run
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
+    # seconds since the epoch: the run's first execution created, its last one updated
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def state(self) -> str:
+        """FAILED when a step failed, RUNNING while one has not ended, else COMPLETE."""
+        if "FAILED" in self.states.values():
+            return "FAILED"
+        if any(s not in ("COMPLETE", "CACHED") for s in self.states.values()):
+            return "RUNNING"
+        return "COMPLETE"
+
+    @property
+    def eval_accuracy(self) -> float | None:
+        """The trained model's eval accuracy (the Trainer's reports/metrics.json)."""
+        import json
+
+        import tensorflow as tf
+
+        uri = self.artifact_uri("Trainer", "Model")
+        path = f"{uri}/reports/metrics.json" if uri else None
+        if not path or not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path) as f:
+            return float(json.load(f)["eval_accuracy"])
+
+    @property
+    def pushed_version(self) -> str | None:
+        """The serving version Pusher recorded in this run, if it pushed."""
+        destination = self.pushed_destination
+        return destination.rstrip("/").rsplit("/", 1)[-1] if destination else None
 
     def ran(self) -> list[str]:
         return sorted(n for n, s in self.states.items() if s == "COMPLETE")
@@ -151,22 +183,41 @@ def _outputs(store: mlmd.MetadataStore, execution_id: int) -> list[metadata_stor
 
 
 def latest_run(metadata_file: str, pipeline_name: str) -> RunSummary:
-    """Summarizes the newest run of `pipeline_name` recorded in `metadata_file`."""
-    store = _store(metadata_file)
-    runs = [
-        c
-        for c in store.get_contexts_by_type("pipeline_run")
-        if _pipeline_of_run(store, c.id) == pipeline_name
-    ]
-    if not runs:
+    """Summarizes the newest run of `pipeline_name` recorded in `metadata_file`.
+
+    Raises:
+        LookupError: no run of that pipeline in the file.
+    """
+    found = runs(metadata_file, pipeline_name, newest=1)
+    if not found:
         raise LookupError(f"no run of pipeline {pipeline_name!r} in {metadata_file}")
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    states, outputs = {}, {}
+    return found[-1]
+
+
+def runs(metadata_file: str, pipeline_name: str, newest: int = 0) -> list[RunSummary]:
+    """Every run of `pipeline_name` (or the `newest` ones), oldest first."""
+    store = _store(metadata_file)
+    contexts = sorted(
+        (
+            c
+            for c in store.get_contexts_by_type("pipeline_run")
+            if _pipeline_of_run(store, c.id) == pipeline_name
+        ),
+        key=lambda c: (c.create_time_since_epoch, c.id),
+    )
+    return [_summarize(store, run, pipeline_name) for run in contexts[-newest:]]
+
+
+def _summarize(store: mlmd.MetadataStore, run, pipeline_name: str) -> RunSummary:
+    states, outputs, times = {}, {}, []
     for execution in store.get_executions_by_context(run.id):
         node = _node_of(store, execution.id, pipeline_name)
         states[node] = _STATE.Name(execution.last_known_state)
         outputs[node] = _outputs(store, execution.id)
-    return RunSummary(run_id=run.name, states=states, outputs=outputs)
+        times += [execution.create_time_since_epoch, execution.last_update_time_since_epoch]
+    started = min(times, default=run.create_time_since_epoch) / 1000.0
+    finished = max(times, default=run.create_time_since_epoch) / 1000.0
+    return RunSummary(run.name, states, outputs, started, finished)
 
 
 def _pipeline_of_run(store: mlmd.MetadataStore, run_context_id: int) -> str | None:

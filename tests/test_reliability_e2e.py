@@ -90,3 +90,17 @@ def test_a_second_run_on_the_same_pipeline_root_refuses_while_the_first_runs(dem
     log_path = text.splitlines()[0].removeprefix("run: full log in ").strip()
     log = open(log_path, encoding="utf-8", errors="replace").read()
     assert "Component Trainer is running." in log and "tensorflow" in log
+
+
+def test_runs_lists_the_past_runs_from_ml_metadata(demo, capsys):
+    """`tfx-transfer runs`: one line per run (after the run of the test above)."""
+    config = _write_config(demo, demo / "demo" / "target", base_model=True)
+    assert cli.main(["runs", "--config", config]) == 0
+    header, *rows = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:4] == ["run", "started", "took", "state"]
+    complete = [row for row in rows if " COMPLETE " in row]
+    assert complete, rows
+    run_id, _, _, took, state, accuracy, pushed = complete[-1].split()[:7]
+    assert state == "COMPLETE" and 0.0 <= float(accuracy) <= 1.0
+    # Two epochs do not reach the 0.5 floor: not blessed, nothing pushed ("-").
+    assert pushed == "-" and not (demo / "serving" / "digits").exists()
