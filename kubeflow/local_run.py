@@ -713,6 +713,80 @@ def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 # --- command line -----------------------------------------------------------------------------
+def _file_uri(path: str, base: str) -> str:
+    return "file://" + os.path.abspath(os.path.join(base, path))
+
+
+def _pipeline_value(raw: dict, dotted: str):
+    """The value of a dotted field in a parsed pipeline config (None when absent)."""
+    value = raw
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def compile_locally(deployment_path: str, pipeline_root: str, workdir: str = REPO_ROOT) -> str:
+    """Compiles a deployment config with local paths; returns the package path.
+
+    workdir becomes the checkout (where the pipeline config's relative paths resolve,
+    as /app does in the image); the pipeline root and the cache go under
+    `pipeline_root`; the data root, the serving root and every gs:// override of a
+    pipeline config path take the pipeline config's own local value (file:// URIs,
+    which the deployment's shared-storage check accepts).
+
+    Raises:
+        ConfigError: the deployment or pipeline config is invalid, or an override has
+            no local value in the pipeline config.
+    """
+    import yaml
+
+    from kubeflow import compile as kubeflow_compile
+    from kubeflow import config as kubeflow_config
+    from pipeline.config import ConfigError
+
+    root = os.path.abspath(pipeline_root)
+    os.makedirs(root, exist_ok=True)
+    with open(deployment_path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    pipeline_config = os.path.join(workdir, raw.get("pipeline_config", ""))
+    with open(pipeline_config, encoding="utf-8") as f:
+        pipeline_raw = yaml.safe_load(f) or {}
+    raw.update(
+        image="tfx-transfer:local",
+        workdir=os.path.abspath(workdir),
+        pipeline_config=os.path.abspath(pipeline_config),
+        pipeline_root=f"file://{root}/pipeline_root",
+    )
+    parameters = dict(raw.get("parameters") or {})
+    parameters["data_root"] = _file_uri(str(_pipeline_value(pipeline_raw, "data.root")), workdir)
+    serving = _pipeline_value(pipeline_raw, "serving.root") or "serving"
+    parameters["serving_root"] = _file_uri(str(serving), workdir)
+    raw["parameters"] = parameters
+    overrides = dict(raw.get("pipeline_overrides") or {})
+    for dotted, value in list(overrides.items()):
+        if not (isinstance(value, str) and "://" in value):
+            continue
+        if dotted == "cache.dir":
+            overrides[dotted] = f"file://{root}/bottleneck_cache"
+            continue
+        local = _pipeline_value(pipeline_raw, dotted)
+        if not local:
+            raise ConfigError(
+                f"pipeline_overrides.{dotted}: {value} has no local counterpart in "
+                f"{pipeline_config}; compile a deployment with file:// paths instead"
+            )
+        overrides[dotted] = _file_uri(str(local), workdir)
+    raw["pipeline_overrides"] = overrides
+    local_deployment = os.path.join(root, "deployment.local.yaml")
+    with open(local_deployment, "w", encoding="utf-8") as f:
+        yaml.safe_dump(raw, f, sort_keys=False)
+    package = os.path.join(root, "pipeline.local.yaml")
+    kubeflow_compile.compile_pipeline(kubeflow_config.load_config(local_deployment), package)
+    return package
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     doc = __doc__.split("\n\n")
     parser = argparse.ArgumentParser(
@@ -721,7 +795,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         epilog="\n\n".join(doc[2:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--package", required=True, help="the YAML `tfx-transfer compile` wrote")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--package", help="the YAML `tfx-transfer compile` wrote")
+    source.add_argument(
+        "--config",
+        help="a deployment config (kubeflow/configs/*.yaml): compiled here for local paths "
+        "first (workdir: this checkout; gs:// roots become folders under --pipeline-root, "
+        "the data and source folders the pipeline config's own)",
+    )
     parser.add_argument(
         "--pipeline-root",
         required=True,
@@ -769,6 +850,9 @@ def main(argv: list[str] | None = None, prog: str = "kubeflow.local_run") -> int
         print(f"{task.name:<20} {task.state:<9} {task.seconds:7.1f} s", flush=True)
 
     try:
+        if args.config:
+            args.package = compile_locally(args.config, args.pipeline_root, args.workdir)
+            print(f"compiled {args.config} for local paths: {args.package}", flush=True)
         spec_dict = submit.read_package(args.package)
         parameters = submit.run_arguments(spec_dict, args)
         result = run_compiled(
@@ -781,7 +865,13 @@ def main(argv: list[str] | None = None, prog: str = "kubeflow.local_run") -> int
             step_timeout=args.step_timeout,
             on_task_done=report,
         )
-    except (submit.SubmitError, UnsupportedSpecError, ParameterError, FileNotFoundError) as e:
+    except (
+        submit.SubmitError,
+        UnsupportedSpecError,
+        ParameterError,
+        FileNotFoundError,
+        ValueError,  # ConfigError of --config
+    ) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     for task in result.tasks.values():

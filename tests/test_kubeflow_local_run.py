@@ -541,3 +541,31 @@ def test_a_data_root_that_does_not_exist_stops_at_image_example_gen(compiled, tm
     assert all(t.message == "not run: ImageExampleGen failed" for t in after)
     with pytest.raises(local_run.StepFailedError, match="step ImageExampleGen failed"):
         result.raise_for_failure()
+
+
+def test_a_deployment_compiles_for_local_paths_in_one_step(tmp_path):
+    """`tfx-transfer kfp-local --config kubeflow/configs/demo.yaml`: gs:// roots become
+    local folders, the data and source folders the pipeline config's own."""
+    package = local_run.compile_locally(
+        os.path.join(REPO, "kubeflow", "configs", "demo.yaml"), str(tmp_path)
+    )
+    with open(tmp_path / "deployment.local.yaml", encoding="utf-8") as f:
+        deployment = yaml.safe_load(f)
+    assert deployment["workdir"] == REPO
+    assert deployment["pipeline_root"] == f"file://{tmp_path}/pipeline_root"
+    assert deployment["parameters"]["data_root"] == f"file://{REPO}/demo_data/target"
+    overrides = deployment["pipeline_overrides"]
+    assert overrides["cache.dir"] == f"file://{tmp_path}/bottleneck_cache"
+    assert overrides["base_model.source_task.data_root"] == f"file://{REPO}/demo_data/source"
+    with open(package, encoding="utf-8") as f:
+        spec = next(yaml.safe_load_all(f))
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["data_root"]["defaultValue"] == f"file://{REPO}/demo_data/target"
+    assert "gs://" not in json.dumps(spec)
+    # An override with no local counterpart in the pipeline config is refused by name.
+    with open(os.path.join(REPO, "kubeflow", "configs", "demo.yaml"), encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    raw["pipeline_overrides"]["base_model.layerwise.data_root"] = "gs://bucket/unlabelled"
+    bad = _write(tmp_path / "bad.yaml", raw)
+    with pytest.raises(ValueError, match="base_model.layerwise.data_root: gs://bucket/unlabelled"):
+        local_run.compile_locally(bad, str(tmp_path / "bad"))
