@@ -72,7 +72,6 @@ class _ProgressHandler(logging.Handler):
     def __init__(self, console: Console):
         super().__init__(level=logging.INFO)
         self.console = console
-        self._console = console
         self._started: dict[str, float] = {}
         self._current: str | None = None
         self._cached: set[str] = set()
@@ -86,16 +85,16 @@ class _ProgressHandler(logging.Handler):
             node = match.group(1)
             self._started[node] = time.monotonic()
             self._current = node
-            self._console.start(f"  {node} ...")
+            self.console.start(f"  {node} ...")
         elif match := _FINISHED.match(message):
             node = match.group(1)
             seconds = time.monotonic() - self._started.get(node, time.monotonic())
             state = "from cache" if node in self._cached else "ran"
-            self._console.finish(f" {state} ({seconds:.1f}s)", f"  {node} ...")
+            self.console.finish(f" {state} ({seconds:.1f}s)", f"  {node} ...")
         elif _CACHED.match(message) and self._current:
             self._cached.add(self._current)
         elif record.levelno >= logging.WARNING and record.pathname.startswith(_PROJECT_DIRS):
-            self._console.print(f"  {record.levelname.lower()}: {message}")
+            self.console.print(f"  {record.levelname.lower()}: {message}")
 
     def failed_step(self) -> str | None:
         """The step that was running when the run stopped, if any."""

@@ -35,13 +35,12 @@ def split_files(examples, split: str) -> list[str]:
     """The split's gzipped TFRecord files; [] when the artifact has no such split."""
     if split not in artifact_utils.decode_split_names(examples.split_names):
         return []
-    pattern = artifact_io.join(artifact_utils.get_split_uri([examples], split), "*")
-    return sorted(tf.io.gfile.glob(pattern))
+    return artifact_io.split_files(artifact_utils.get_split_uri([examples], split))
 
 
 def _encoded_batches(files: list[str]) -> Iterator[tf.Tensor]:
     spec_ = {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
-    ds = tf.data.TFRecordDataset(files, compression_type=artifact_io.COMPRESSION)
+    ds = artifact_io.read_records(files)
     ds = ds.map(lambda r: tf.io.parse_single_example(r, spec_)[IMAGE_KEY])
     yield from ds.batch(_READ_BATCH)
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from components.common import serving_requests
+from components.common import artifact_io, serving_requests
 from components.common.examples import IMAGE_KEY
 
 PROBE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_serving_probe.py")
@@ -50,9 +50,8 @@ class ServingCheckResult:
 
 def eval_images(split_uri: str, limit: int) -> list[bytes]:
     """The encoded images of the first ``limit`` records of a split (gzipped TFRecords)."""
-    files = sorted(tf.io.gfile.glob(os.path.join(split_uri, "*")))
     images = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
+    for record in artifact_io.read_records(artifact_io.split_files(split_uri)).take(limit):
         example = tf.train.Example.FromString(record.numpy())
         images.append(example.features.feature[IMAGE_KEY].bytes_list.value[0])
     return images
@@ -104,8 +103,8 @@ def _run_probe(model_dir: str, work_dir: str, timeout_s: float) -> dict:
         return json.load(f)
 
 
-def _in_process(model_dir: str, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
-    loaded = tf.saved_model.load(model_dir)
+def _in_process(loaded, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+    """The request answered by the model loaded with tf.saved_model.load (as TFMA does)."""
     signature = loaded.signatures[request.model_spec.signature_name]
     inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
     return {k: v.numpy() for k, v in signature(**inputs).items()}
@@ -170,10 +169,11 @@ def check_servable(
                 warmup["records"],
             )
     answers = list(serving_requests.read_prediction_logs(os.path.join(work_dir, RESPONSES_FILE)))
+    loaded = tf.saved_model.load(model_dir)
     worst = 0.0
     for request, answer in zip(requests, answers, strict=True):
         got = {k: tf.make_ndarray(v) for k, v in answer.predict_log.response.outputs.items()}
-        difference = _difference(_in_process(model_dir, request), got)
+        difference = _difference(_in_process(loaded, request), got)
         if isinstance(difference, str) or difference > TOLERANCE:
             what = difference if isinstance(difference, str) else f"differ by {difference:.2e}"
             return ServingCheckResult(

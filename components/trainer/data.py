@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.common import model_io
-from components.common.artifact_io import COMPRESSION, join
+from components.common.artifact_io import join, read_records
 from components.common.examples import BOTTLENECK_KEY, IMAGE_KEY, LABEL_KEY
 from components.common.preprocessing import ImageSpec
 
@@ -46,10 +46,6 @@ def record_files(patterns: Sequence[str], split: str) -> list[str]:
     return files
 
 
-def _records(files: Sequence[str]) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(list(files), compression_type=COMPRESSION)
-
-
 def count_labels(files: Sequence[str], num_classes: int, split: str) -> np.ndarray:
     """Labelled examples per class (int64 [num_classes]); unlabelled ones are skipped.
 
@@ -59,7 +55,7 @@ def count_labels(files: Sequence[str], num_classes: int, split: str) -> np.ndarr
     """
     spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
     counts = np.zeros(num_classes, np.int64)
-    batches = _records(files).batch(_COUNT_BATCH).map(lambda r: tf.io.parse_example(r, spec))
+    batches = read_records(files).batch(_COUNT_BATCH).map(lambda r: tf.io.parse_example(r, spec))
     for batch in batches:
         labels = batch[LABEL_KEY].numpy()
         if labels.size and labels.max() >= num_classes:
@@ -80,7 +76,7 @@ def bottleneck_dim(files: Sequence[str]) -> int:
         ValueError: the record has no BOTTLENECK_KEY float feature (not BottleneckCache
             output).
     """
-    for serialized in _records(files[:1]).take(1):
+    for serialized in read_records(files[:1]).take(1):
         example = tf.train.Example.FromString(serialized.numpy())
         feature = example.features.feature.get(BOTTLENECK_KEY)
         if feature is None or feature.WhichOneof("kind") != "float_list":
@@ -135,7 +131,7 @@ def bottleneck_dataset(
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
     ds = (
-        _records(files)
+        read_records(files)
         .map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
         .filter(_labelled)
         .map(lambda f: (tf.reshape(f[BOTTLENECK_KEY], shape), f[LABEL_KEY]))
@@ -151,7 +147,7 @@ def _encoded_dataset(files: Sequence[str]) -> tf.data.Dataset:
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
     return (
-        _records(files)
+        read_records(files)
         .map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
         .filter(_labelled)
         .map(lambda f: (f[IMAGE_KEY], f[LABEL_KEY]))
