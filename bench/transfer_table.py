@@ -1,0 +1,444 @@
+"""The photo demo's closing table: what the pretrained lower layers buy, measured.
+
+Five arms over several seeds, each trained by the pipeline's own Trainer code
+(``components.trainer.train.train``) on the same few train labels, with the config's
+head settings (seed replaced), and scored the same way on the same held-out images:
+
+- **pretrained, generic cut**: the frozen pretrained base cut at the config's
+  ``cut_layer`` (a generic block), a new head on the pipeline's own BottleneckCache
+  records (what the pipeline's Trainer trains, fine-tuning off);
+- **pretrained, top cut**: the same pretrained base cut at ``--top-cut`` (its last
+  block, the one retrained for the original task), a new head;
+- **random frozen**: the same architecture and cut with seeded random weights (one base
+  per seed), a new head: what the architecture alone gives;
+- **scratch**: ``--scratch-base`` (default the project's ``small_cnn``) at the same input
+  size, every layer trained on the train images: the largest from-scratch network that
+  trains in the demo's time on 2 CPU cores (a from-scratch VGG16 does not);
+- **fine-tuned**: the generic-cut arm, then its top ``--fine-tune-layers`` weighted
+  layers unfrozen and trained with the head at a tenth of the learning rate
+  (``fine_tune_lr_factor``), BatchNormalization in inference mode.
+
+The other arms' bottleneck records come from BottleneckCache's own executor (a Beam
+job, as in the pipeline) into a temporary cache.
+
+Third split: the pipeline's eval split is divided once more by content hash (other
+digits of the image id than the train/eval rule's) into **val** (``--val-share``, used
+by every arm for early stopping) and **test** (the rest; the only split reported). No
+arm trains or early-stops on the test images.
+
+Run after the photo demo's pipeline (``make demo`` runs it)::
+
+    python -m bench.transfer_table --config pipeline/configs/photos.yaml --seeds 5 \
+        [--out table.md] [--out table.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging as absl_logging
+
+from bench.transfer_vs_scratch import _MAKE_DEMO, MissingArtifactsError, evaluate_accuracy
+from components.base_model_gen import bases
+from components.common import model_io
+from components.common.artifact_io import COMPRESSION, join, read_records, split_files
+from components.common.examples import IMAGE_ID_KEY
+from components.common.schema import class_names_from_schema
+from components.trainer import data
+from components.trainer import train as trainer
+from components.trainer.config import FINE_TUNE_OFF, MODE_FULL, TrainerConfig
+
+GENERIC, TOP, RANDOM, SCRATCH, FINE_TUNED = (
+    "pretrained_cut",
+    "pretrained_top",
+    "random_frozen",
+    "scratch",
+    "fine_tuned",
+)
+ARMS = (GENERIC, TOP, RANDOM, SCRATCH, FINE_TUNED)
+VAL, TEST = "val", "test"
+_BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+# --- inputs --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """The latest pipeline run's artifacts the table needs (uris)."""
+
+    examples: str
+    transform: str
+    base_model: str  # BaseModelGen's (or SourceTrainer's) Model artifact
+    bottlenecks: str
+    class_names: tuple[str, ...]
+
+
+def find_run(metadata_file: str, pipeline_name: str, schema_path: str) -> Run:
+    if not os.path.exists(metadata_file):
+        raise MissingArtifactsError(f"no ML Metadata at {metadata_file}: {_MAKE_DEMO}")
+    from pipeline.run_summary import latest_run  # ml_metadata: only needed here
+
+    try:
+        run = latest_run(metadata_file, pipeline_name)
+    except LookupError as error:
+        raise MissingArtifactsError(f"{error}: {_MAKE_DEMO}") from error
+
+    def uri(node: str, type_name: str) -> str | None:
+        if run.states.get(node) not in ("COMPLETE", "CACHED"):
+            return None
+        return run.artifact_uri(node, type_name)
+
+    found = {
+        "examples": uri("ImageExampleGen", "Examples"),
+        "transform": uri("Transform", "TransformGraph"),
+        "base_model": uri("SourceTrainer", "Model") or uri("BaseModelGen", "Model"),
+        "bottlenecks": uri("BottleneckCache", "Examples"),
+    }
+    missing = [name for name, value in found.items() if value is None]
+    if missing:
+        raise MissingArtifactsError(
+            f"the latest run of {pipeline_name!r} ({run.run_id}) lacks {', '.join(missing)} "
+            f"(states {run.states}): {_MAKE_DEMO}"
+        )
+    schema_dir = uri("ImportSchemaGen", "Schema")
+    schema = join(schema_dir, "schema.pbtxt") if schema_dir else schema_path
+    return Run(**found, class_names=tuple(class_names_from_schema(schema)))
+
+
+# --- the third split -------------------------------------------------------------------------
+def val_or_test(image_id: bytes, val_share: float) -> str:
+    """VAL or TEST from digits 8-15 of the content id (the train/eval rule reads 0-7)."""
+    return VAL if int(image_id[8:16], 16) % 10000 < round(val_share * 10000) else TEST
+
+
+def split_eval(examples_uri: str, out_dir: str, val_share: float) -> dict[str, list[str]]:
+    """Writes the eval split's records into ``out_dir/{val,test}.gz``; train stays as is.
+
+    Returns:
+        {"train": files, "val": [file], "test": [file]}.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {part: os.path.join(out_dir, f"{part}.gz") for part in (VAL, TEST)}
+    options = tf.io.TFRecordOptions(compression_type=COMPRESSION)
+    writers = {part: tf.io.TFRecordWriter(path, options) for part, path in paths.items()}
+    with writers[VAL], writers[TEST]:
+        for record in read_records(split_files(join(examples_uri, "Split-eval"))):
+            serialized = record.numpy()
+            example = tf.train.Example.FromString(serialized)
+            image_id = example.features.feature[IMAGE_ID_KEY].bytes_list.value[0]
+            writers[val_or_test(image_id, val_share)].write(serialized)
+    return {
+        "train": split_files(join(examples_uri, "Split-train")),
+        VAL: [paths[VAL]],
+        TEST: [paths[TEST]],
+    }
+
+
+def cache_records(
+    run: Run, base_dir: str, cut_layer: str, pooling: str, workdir: str, name: str
+) -> str:
+    """BottleneckCache's executor (a Beam job) for another base or cut; its output uri."""
+    from tfx.types import standard_artifacts  # only for the executor's artifacts
+
+    from components.bottleneck_cache.testing import run_executor
+    from components.common.testing import artifact
+
+    examples = artifact(standard_artifacts.Examples, run.examples, '["train", "eval"]')
+    output = run_executor(
+        examples,
+        artifact(standard_artifacts.TransformGraph, run.transform),
+        artifact(standard_artifacts.Model, base_dir),
+        os.path.join(workdir, "bottlenecks", name),
+        cache_dir=os.path.join(workdir, "cache"),
+        tmp_dir=os.path.join(workdir, "tmp", name),
+        unique_id=name,
+        beam_args=_BEAM_ARGS,
+        cut_layer=cut_layer,
+        pooling=pooling,
+    )
+    return output.uri
+
+
+# --- arms -------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Result:
+    arm: str
+    seed: int
+    accuracy: float  # on the test images
+    epochs: tuple[int, ...]  # per phase
+    seconds: float
+
+
+def train_and_score(
+    arm: str,
+    config: TrainerConfig,
+    run: Run,
+    base_dir: str,
+    files: dict[str, list[str]],
+    test_images: Sequence[str],
+) -> Result:
+    start = time.perf_counter()
+    result = trainer.train(config, run.class_names, base_dir, files["train"], files[VAL])
+    accuracy = evaluate_accuracy(result.classifier, config.image, test_images)
+    return Result(
+        arm,
+        config.seed,
+        accuracy,
+        tuple(phase.epochs_run for phase in result.phases),
+        time.perf_counter() - start,
+    )
+
+
+def run_arms(
+    settings: TrainerConfig,
+    run: Run,
+    seeds: Sequence[int],
+    workdir: str,
+    *,
+    top_cut: str,
+    fine_tune_layers: int,
+    scratch_base: str,
+    val_share: float,
+    random_base: Callable[[int], keras.Model],
+    arms: Sequence[str] = ARMS,
+) -> dict[str, list[Result]]:
+    """Every arm for every seed (seed-major, so a stopped run still has paired seeds)."""
+    head = dataclasses.replace(settings, fine_tune=FINE_TUNE_OFF)
+    examples = split_eval(run.examples, os.path.join(workdir, "examples"), val_share)
+    test_images = examples[TEST]
+    pretrained_dir = data.resolve_base_model(run.base_model)
+    prepared: dict[str, dict[str, list[str]]] = {
+        GENERIC: split_eval(run.bottlenecks, os.path.join(workdir, "split", GENERIC), val_share)
+    }
+    if TOP in arms:
+        uri = cache_records(run, run.base_model, top_cut, settings.pooling, workdir, TOP)
+        prepared[TOP] = split_eval(uri, os.path.join(workdir, "split", TOP), val_share)
+    results: dict[str, list[Result]] = {arm: [] for arm in arms}
+    for seed in seeds:
+        plan: list[tuple[str, TrainerConfig, str, dict[str, list[str]]]] = [
+            (GENERIC, dataclasses.replace(head, seed=seed), pretrained_dir, prepared[GENERIC])
+        ]
+        if TOP in arms:
+            top = dataclasses.replace(head, seed=seed, cut_layer=top_cut)
+            plan.append((TOP, top, pretrained_dir, prepared[TOP]))
+        if RANDOM in arms:
+            base_dir = os.path.join(workdir, "bases", f"random_{seed}")
+            model_io.save_keras(random_base(seed), base_dir)
+            name = f"{RANDOM}_{seed}"
+            uri = cache_records(run, base_dir, settings.cut_layer, settings.pooling, workdir, name)
+            files = split_eval(uri, os.path.join(workdir, "split", name), val_share)
+            plan.append((RANDOM, dataclasses.replace(head, seed=seed), base_dir, files))
+        if SCRATCH in arms:
+            base_dir = os.path.join(workdir, "bases", f"scratch_{seed}")
+            image = settings.image
+            model_io.save_keras(
+                bases.build_builtin(scratch_base, image.height, image.width, seed), base_dir
+            )
+            scratch = dataclasses.replace(
+                head, seed=seed, mode=MODE_FULL, cut_layer="", drop_top_layers=0
+            )
+            plan.append((SCRATCH, scratch, base_dir, examples))
+        if FINE_TUNED in arms:
+            tuned = dataclasses.replace(head, seed=seed, fine_tune=fine_tune_layers)
+            plan.append((FINE_TUNED, tuned, pretrained_dir, prepared[GENERIC]))
+        for arm, config, base_dir, files in plan:
+            result = train_and_score(arm, config, run, base_dir, files, test_images)
+            print(
+                f"  seed {seed} {arm:<15} {result.accuracy:.4f} ({result.seconds:.0f} s)",
+                flush=True,
+            )
+            results[arm].append(result)
+    return results
+
+
+# --- the table -------------------------------------------------------------------------------
+DESCRIPTIONS = {
+    GENERIC: "pretrained, frozen, cut at {cut} + new head (the pipeline's Trainer)",
+    TOP: "pretrained, frozen, cut at {top_cut} (the block retrained for edges) + new head",
+    RANDOM: "same architecture, random frozen weights, cut at {cut} + new head",
+    SCRATCH: "{scratch_base} at {size}, every layer trained from scratch on the images",
+    FINE_TUNED: "{cut} arm, then its top {k} weighted layers + head at lr x {factor:g}",
+}
+
+
+def _stats(values: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarize(results: dict[str, list[Result]], descriptions: dict[str, str]) -> dict:
+    """Mean, spread and paired differences against the generic cut, per arm."""
+    reference = np.array([r.accuracy for r in results[GENERIC]])
+    arms = {}
+    for arm, runs in results.items():
+        accuracies = np.array([r.accuracy for r in runs])
+        mean, std = _stats(accuracies)
+        entry = {
+            "description": descriptions[arm],
+            "accuracies": accuracies.tolist(),
+            "seeds": [r.seed for r in runs],
+            "mean": mean,
+            "std": std,
+            "min": float(accuracies.min()),
+            "max": float(accuracies.max()),
+            "epochs": [list(r.epochs) for r in runs],
+            "seconds": float(sum(r.seconds for r in runs)),
+        }
+        if arm != GENERIC:
+            paired = accuracies - reference[: len(accuracies)]
+            diff_mean, diff_std = _stats(paired)
+            entry["minus_generic"] = {
+                "per_seed": paired.tolist(),
+                "mean": diff_mean,
+                "std": diff_std,
+                "higher_in": int(np.sum(paired > 0)),
+                "lower_in": int(np.sum(paired < 0)),
+            }
+        arms[arm] = entry
+    return arms
+
+
+def format_table(arms: dict, counts: dict[str, int], seeds: Sequence[int]) -> str:
+    lines = [
+        f"| arm | test accuracy, mean +- std over {len(seeds)} seeds | min | max "
+        "| minus pretrained_cut, paired (higher/lower in) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for arm, entry in arms.items():
+        diff = entry.get("minus_generic")
+        paired = (
+            f"{diff['mean']:+.4f} +- {diff['std']:.4f} ({diff['higher_in']}/{diff['lower_in']})"
+            if diff
+            else "-"
+        )
+        lines.append(
+            f"| {arm} | {entry['mean']:.4f} +- {entry['std']:.4f} | {entry['min']:.4f} "
+            f"| {entry['max']:.4f} | {paired} |"
+        )
+    lines.append("")
+    lines += [f"- {arm}: {entry['description']}" for arm, entry in arms.items()]
+    lines.append(
+        f"- images: {counts['train']} train (the few labels), {counts[VAL]} val (early "
+        f"stopping, every arm), {counts[TEST]} test (reported; never trained or stopped on)"
+    )
+    return "\n".join(lines)
+
+
+def _count(files: Sequence[str]) -> int:
+    return sum(1 for _ in read_records(files))
+
+
+# --- command line --------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.transfer_table",
+        description=(
+            "The photo demo's closing table: pretrained cut at a generic block vs at the "
+            "top block vs random frozen weights vs from scratch vs fine-tuned, over seeds, "
+            "on a test split no arm trains or early-stops on (needs a finished run)."
+        ),
+    )
+    parser.add_argument("--config", required=True, help="the pipeline config (YAML)")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    parser.add_argument("--top-cut", default="block5_pool", help="the top block's cut layer")
+    parser.add_argument(
+        "--fine-tune-layers", type=int, default=3, help="weighted layers unfrozen (default 3)"
+    )
+    parser.add_argument(
+        "--scratch-base", default="small_cnn", help="builtin trained from scratch (small_cnn)"
+    )
+    parser.add_argument(
+        "--val-share", type=float, default=0.4, help="share of the eval images used as val"
+    )
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"subset of {','.join(ARMS)}")
+    parser.add_argument("--out", action="append", default=[], help=".json or markdown")
+    parser.add_argument("--verbose", action="store_true", help="show Keras' epoch lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the table; 0 on success, 2 when the run's artifacts are missing."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown or GENERIC not in arms:
+        parser.error(
+            f"--arms: {unknown or arms} ; choose from {', '.join(ARMS)} ({GENERIC} required)"
+        )
+    if args.seeds < 1 or not 0 < args.val_share < 1 or args.fine_tune_layers < 1:
+        parser.error("--seeds >= 1, 0 < --val-share < 1 and --fine-tune-layers >= 1")
+    from pipeline.config import load_config
+    from pipeline.dag import trainer_config  # tfx: only needed here
+
+    config = load_config(args.config)
+    base = config.base_model
+    if base is None or base.kind != "keras_application":
+        print(f"{args.config}: the table needs base_model.kind keras_application", file=sys.stderr)
+        return 2
+    try:
+        run = find_run(config.metadata_file, config.pipeline_name, config.schema)
+    except MissingArtifactsError as error:
+        print(f"transfer_table: {error}", file=sys.stderr)
+        return 2
+    if not args.verbose:
+        keras.config.disable_interactive_logging()
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    settings = trainer_config(config)
+    image = settings.image
+    seeds = [settings.seed + i for i in range(args.seeds)]
+    descriptions = {
+        arm: DESCRIPTIONS[arm].format(
+            cut=settings.cut_layer,
+            top_cut=args.top_cut,
+            scratch_base=args.scratch_base,
+            size=f"{image.height}x{image.width}",
+            k=args.fine_tune_layers,
+            factor=settings.fine_tune_lr_factor,
+        )
+        for arm in arms
+    }
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="transfer_table_") as workdir:
+        results = run_arms(
+            settings,
+            run,
+            seeds,
+            workdir,
+            top_cut=args.top_cut,
+            fine_tune_layers=args.fine_tune_layers,
+            scratch_base=args.scratch_base,
+            val_share=args.val_share,
+            random_base=lambda seed: bases.build_application(
+                base.name, image.height, image.width, "", seed
+            ),
+            arms=arms,
+        )
+        split = split_eval(run.examples, os.path.join(workdir, "count"), args.val_share)
+        counts = {part: _count(files) for part, files in split.items()}
+    wall = time.perf_counter() - start
+    summary = summarize(results, descriptions)
+    table = format_table(summary, counts, seeds)
+    print(table)
+    print(f"- wall time: {wall:.0f} s ({len(seeds)} seeds x {len(arms)} arms)")
+    for path in args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as out:
+            if path.endswith(".json"):
+                facts = {"arms": summary, "images": counts, "seeds": seeds, "wall_seconds": wall}
+                json.dump(facts, out, indent=2)
+            else:
+                out.write(f"# Transfer table\n\n{table}\n- wall time: {wall:.0f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
