@@ -27,3 +27,8 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 # Its output records also keep every feature above (image, label, label_name, image_id...),
 # so a fine-tuning phase can read the images.
 BOTTLENECK_KEY = "bottleneck"  # float list: the frozen layers' output, flattened
+
+
+def candidate_key(layer: str) -> str:
+    """The float-list feature of one candidate cut's vector (``cut_layer: auto``)."""
+    return f"{BOTTLENECK_KEY}@{layer}"

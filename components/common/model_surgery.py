@@ -8,6 +8,8 @@ where the frozen part ends.
   or with the top N layers dropped; an unknown name lists the valid ones.
 - `feature_extractor` / `freeze_extractor`: cut + optional pooling of a spatial
   output, frozen; `applied_pooling` says which pooling that is.
+- `CUT_AUTO` / `default_cut_candidates` / `resolve_cut_candidates`: the candidate cut
+  points that ``cut_layer: auto`` measures (the base's block boundaries by default).
 - `check_input_size`: the base takes the pipeline's image size.
 - `build_head`: the new classifier on the bottleneck vectors (hidden layers, dropout).
 - `unfreeze_top`: for fine-tuning, the top K weighted layers of the base become
@@ -80,6 +82,84 @@ def resolve_cut_layer(model: keras.Model, cut_layer: str = "", drop_top_layers: 
             f"and <= {len(kept) - 1}"
         )
     return kept[len(kept) - 1 - drop_top_layers]
+
+
+# cut_layer "auto": the cut is measured among candidates (the Trainer's cut selection).
+CUT_AUTO = "auto"
+MAX_DEFAULT_CANDIDATES = 6
+_POOLING_LAYERS = (
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+)
+
+
+def _spatial_size(layer: keras.layers.Layer) -> tuple | None:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):  # several outputs, or not built
+        return None
+    return tuple(shape[1:3]) if len(shape) == 4 else None
+
+
+def default_cut_candidates(
+    model: keras.Model, max_candidates: int = MAX_DEFAULT_CANDIDATES
+) -> list[str]:
+    """The base's block boundaries, bottom to top: its top ``max_candidates``.
+
+    A block boundary is a pooling layer when the base has three or more (VGG16's
+    ``block{1..5}_pool``, the project's small_cnn), else the last layer at each spatial
+    resolution, padding layers aside (strided networks such as MobileNetV2 or
+    ResNet50). The base's own output layer is always a candidate.
+    """
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    pools = [layer.name for layer in layers if isinstance(layer, _POOLING_LAYERS)]
+    if len(pools) >= 3:
+        names = pools
+    else:  # the last layer at each spatial resolution (padding layers do not count)
+        sized = [
+            (layer.name, _spatial_size(layer))
+            for layer in layers
+            if not isinstance(layer, keras.layers.ZeroPadding2D)
+        ]
+        names = [
+            name
+            for (name, size), (_, after) in zip(sized, sized[1:] + [("", None)], strict=True)
+            if size is not None and after != size
+        ]
+    if layers and layers[-1].name not in names:
+        names.append(layers[-1].name)
+    return names[-max_candidates:]
+
+
+def resolve_cut_candidates(model: keras.Model, candidates: Sequence[str] = ()) -> list[str]:
+    """The candidates ``cut_layer: auto`` measures, bottom to top (model order).
+
+    Args:
+      model: the base.
+      candidates: layer names; empty: default_cut_candidates(model).
+
+    Raises:
+      ValueError: an unknown layer name (the valid names listed), a repeated one, or
+        fewer than two candidates (nothing to choose from).
+    """
+    order = {layer.name: i for i, layer in enumerate(model.layers)}
+    names = list(candidates) or default_cut_candidates(model)
+    unknown = [name for name in names if name not in order]
+    if unknown:
+        raise ValueError(
+            f"cut_candidates {unknown} are not layers of base model {model.name!r}; valid "
+            "names: " + ", ".join(order)
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"cut_candidates {names} lists a layer twice")
+    if len(names) < 2:
+        raise ValueError(
+            f"cut_layer auto needs at least 2 cut_candidates to choose from, got {names}: "
+            "list more layers, or set cut_layer to the one you want"
+        )
+    return sorted(names, key=order.__getitem__)
 
 
 def cut_base(model: keras.Model, cut_layer: str = "", drop_top_layers: int = 0) -> keras.Model:
