@@ -5,6 +5,8 @@
     tfx-transfer schema --data-root DIR --out schemas/NAME.pbtxt
                                                 write the schema for a dataset
     tfx-transfer runs [--config C]              past local runs, one line each
+    tfx-transfer report [--config C] [--run RUN_ID] [--out FILE]
+                                                a run's report: one self-contained HTML file
     tfx-transfer predict IMAGE... [--config C | --model-dir D] [--server H:P|URL]
                                                 top-k classes from the pushed model
     tfx-transfer compile [--config kubeflow/configs/demo.yaml] [--output FILE.yaml]
@@ -104,9 +106,26 @@ def _run(args: argparse.Namespace, log_path: str | None, progress) -> int:
     summary = latest_run(config.metadata_file, config.pipeline_name)
     out = progress.console.print if progress else print
     status = print_summary(config, summary, time.time() - start, out)
+    report_path = _write_report(config, summary, log_path)
+    if report_path:
+        out(f"  report: {report_path}")
     if log_path:
         out(f"  full log: {log_path}")
     return status
+
+
+def _write_report(config, summary, log_path: str | None) -> str | None:
+    """The run's HTML report in <pipeline_root>/reports/; None (and a warning) when it
+    cannot be written: the report never changes how the run ended."""
+    try:
+        from pipeline import report
+
+        return report.write_report(config, summary, log_path=log_path or "")
+    except Exception as error:  # noqa: BLE001 - any failure: the run's status stands
+        logging.warning(
+            "the run report was not written: %s: %s", type(error).__name__, error, exc_info=True
+        )
+        return None
 
 
 def _log_path(config_path: str) -> str:
@@ -145,18 +164,9 @@ def print_summary(config, summary, seconds: float, print=print) -> int:  # noqa:
     serving = summary.serving_verdict()
     if serving is not None:
         print(f"  serving check: {serving}")
-    if "Pusher" in summary.states:
-        pushed = summary.pushed_destination
-        if summary.states["Pusher"] == "CACHED":
-            print(f"  pushed: nothing new (the unchanged model is already at {pushed})")
-        elif summary.already_served:
-            print(f"  pushed: nothing new (the same model is already served at {pushed})")
-        elif pushed:
-            print(f"  pushed: {pushed}")
-        elif serving is not None and serving.startswith("NOT servable"):
-            print("  pushed: nothing (the model does not answer under TF Serving's loader)")
-        else:
-            print("  pushed: nothing (the model was not blessed)")
+    pushed = summary.push_verdict()
+    if pushed is not None:
+        print(f"  pushed: {pushed}")
     print(f"  artifacts under {config.pipeline_dir}")
     return 1 if failed else 0
 
@@ -209,6 +219,29 @@ def _cmd_runs(args: argparse.Namespace) -> None:
         print(f"{run.run_id:<28} {started:<19} {took:>6}  {run.state:<8} {shown:>8}  {pushed}")
     if not found:
         print(f"no run of {config.pipeline_name} in {config.metadata_file}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    """Writes the HTML report of one run (the newest, or --run) and prints its path."""
+    from pipeline import config as config_lib
+    from pipeline import report, run_summary
+
+    config = config_lib.load_config(args.config)
+    if not os.path.exists(config.metadata_file):
+        raise FileNotFoundError(
+            f"no runs yet: {config.metadata_file} does not exist (tfx-transfer run first)"
+        )
+    found = run_summary.runs(config.metadata_file, config.pipeline_name)
+    chosen = [r for r in found if r.run_id == args.run] if args.run else found[-1:]
+    if not chosen:
+        recent = ", ".join(r.run_id for r in found[-5:]) or "none"
+        what = f"run {args.run!r}" if args.run else "a run"
+        raise ValueError(
+            f"no {what} of {config.pipeline_name} in {config.metadata_file} "
+            f"(the newest: {recent}; `tfx-transfer runs` lists them)"
+        )
+    path = report.write_report(config, chosen[-1], out=args.out)
+    print(f"report of run {chosen[-1].run_id} written to {path}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
@@ -279,6 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     past.add_argument("--config", default=DEFAULT_CONFIG)
     past.add_argument("--last", type=int, default=20, help="how many of the newest runs")
     past.set_defaults(func=_cmd_runs)
+
+    rep = sub.add_parser("report", help="write a run's report: one self-contained HTML file")
+    rep.add_argument("--config", default=DEFAULT_CONFIG)
+    rep.add_argument(
+        "--run", default="", help="a run id (`tfx-transfer runs`); default: the newest"
+    )
+    rep.add_argument(
+        "--out", default="", help="default <pipeline_root>/reports/<pipeline>-<run id>.html"
+    )
+    rep.set_defaults(func=_cmd_report)
 
     pred = sub.add_parser("predict", help="top-k classes of images from the pushed model")
     pred.add_argument("images", nargs="+", help="image files (any accepted format and size)")

@@ -3,8 +3,9 @@
 Used by the CLI to print a summary after a run (which components ran, which were
 served from TFX's cache, what ingestion counted, how many bottleneck vectors were
 computed or reused, whether the model was blessed, whether it answers the way TF
-Serving loads it, and whether it was pushed, and if not why), and
-by the end-to-end tests.
+Serving loads it, and whether it was pushed, and if not why), by the run report
+(pipeline/report.py: also each step's start and end times and which step's artifacts
+another step read), and by the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class RunSummary:
     # seconds since the epoch: the run's first execution created, its last one updated
     started: float = 0.0
     finished: float = 0.0
+    pipeline_name: str = ""
+    # node id -> (created, last updated), seconds since the epoch: what the step took
+    # (a step served from TFX's cache takes about nothing)
+    times: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    # (producer node, consumer node, the consumer's input key): an artifact that one
+    # step of this run output and another read, as ML Metadata's events record it
+    flows: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def state(self) -> str:
@@ -77,6 +85,13 @@ class RunSummary:
         """The serving version Pusher recorded in this run, if it pushed."""
         destination = self.pushed_destination
         return destination.rstrip("/").rsplit("/", 1)[-1] if destination else None
+
+    def seconds(self, node: str) -> float | None:
+        """How long the node's execution took (created to last updated); None: unknown."""
+        if node not in self.times:
+            return None
+        created, updated = self.times[node]
+        return max(0.0, updated - created)
 
     def ran(self) -> list[str]:
         return sorted(n for n, s in self.states.items() if s == "COMPLETE")
@@ -124,6 +139,23 @@ class RunSummary:
             if "already_served" in props and props["already_served"].int_value == 1:
                 return True
         return False
+
+    def push_verdict(self) -> str | None:
+        """Where the model went: the destination, or 'nothing ...' and why; None: no Pusher."""
+        state = self.states.get("Pusher")
+        if state is None:
+            return None
+        pushed = self.pushed_destination
+        if state == "CACHED":
+            return f"nothing new (the unchanged model is already at {pushed})"
+        if self.already_served:
+            return f"nothing new (the same model is already served at {pushed})"
+        if pushed:
+            return pushed
+        serving = self.serving_verdict()
+        if serving is not None and serving.startswith("NOT servable"):
+            return "nothing (the model does not answer under TF Serving's loader)"
+        return "nothing (the model was not blessed)"
 
     def serving_verdict(self) -> str | None:
         """ServingCheck's verdict: 'servable: ...' or 'NOT servable: <why>'; None: no check."""
@@ -176,12 +208,6 @@ def _store(metadata_file: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def _outputs(store: mlmd.MetadataStore, execution_id: int) -> list[metadata_store_pb2.Artifact]:
-    events = store.get_events_by_execution_ids([execution_id])
-    output_ids = [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
-    return list(store.get_artifacts_by_id(output_ids))
-
-
 def latest_run(metadata_file: str, pipeline_name: str) -> RunSummary:
     """Summarizes the newest run of `pipeline_name` recorded in `metadata_file`.
 
@@ -209,15 +235,56 @@ def runs(metadata_file: str, pipeline_name: str, newest: int = 0) -> list[RunSum
 
 
 def _summarize(store: mlmd.MetadataStore, run, pipeline_name: str) -> RunSummary:
-    states, outputs, times = {}, {}, []
-    for execution in store.get_executions_by_context(run.id):
-        node = _node_of(store, execution.id, pipeline_name)
+    executions = store.get_executions_by_context(run.id)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    node_of = {e.id: _node_of(store, e.id, pipeline_name) for e in executions}
+    states, times, output_ids, produced_by = {}, {}, {}, {}
+    for execution in executions:
+        node = node_of[execution.id]
         states[node] = _STATE.Name(execution.last_known_state)
-        outputs[node] = _outputs(store, execution.id)
-        times += [execution.create_time_since_epoch, execution.last_update_time_since_epoch]
-    started = min(times, default=run.create_time_since_epoch) / 1000.0
-    finished = max(times, default=run.create_time_since_epoch) / 1000.0
-    return RunSummary(run.name, states, outputs, started, finished)
+        created, updated = times.get(node, (float("inf"), 0.0))
+        times[node] = (
+            min(created, execution.create_time_since_epoch / 1000.0),
+            max(updated, execution.last_update_time_since_epoch / 1000.0),
+        )
+        output_ids.setdefault(node, [])
+    for event in events:
+        if event.type == metadata_store_pb2.Event.OUTPUT:
+            node = node_of[event.execution_id]
+            output_ids[node].append(event.artifact_id)
+            produced_by[event.artifact_id] = node
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(sorted(set(produced_by)))}
+    outputs = {
+        node: [artifacts[i] for i in ids if i in artifacts] for node, ids in output_ids.items()
+    }
+    flows = sorted(
+        {
+            (produced_by[e.artifact_id], node_of[e.execution_id], _event_key(e))
+            for e in events
+            if e.type == metadata_store_pb2.Event.INPUT and e.artifact_id in produced_by
+        }
+    )
+    stamps = [t for pair in times.values() for t in pair]
+    started = min(stamps, default=run.create_time_since_epoch / 1000.0)
+    finished = max(stamps, default=run.create_time_since_epoch / 1000.0)
+    return RunSummary(
+        run_id=run.name,
+        states=states,
+        outputs=outputs,
+        started=started,
+        finished=finished,
+        pipeline_name=pipeline_name,
+        times=times,
+        flows=tuple(flows),
+    )
+
+
+def _event_key(event: metadata_store_pb2.Event) -> str:
+    """The input or output key an event records (e.g. 'examples'); '' when none."""
+    for step in event.path.steps:
+        if step.HasField("key"):
+            return step.key
+    return ""
 
 
 def _pipeline_of_run(store: mlmd.MetadataStore, run_context_id: int) -> str | None:
