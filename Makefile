@@ -39,6 +39,7 @@ demo-layerwise: setup
 
 # Set up and run the whole test suite (unit, component and end-to-end tests).
 test: setup
+	@bash scripts/setup_browser.sh
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest -p no:cacheprovider --durations=15 tests; rc=$$?; \
 	echo "test: suite took $$(( $$(date +%s) - start ))s"; exit $$rc
