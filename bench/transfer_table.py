@@ -368,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the table; 0 on success, 2 when the run's artifacts are missing."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from pipeline.cli import quiet_third_party
+
+    quiet_third_party()
     arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     unknown = sorted(set(arms) - set(ARMS))
     if unknown or GENERIC not in arms:

@@ -44,7 +44,7 @@ import warnings
 
 from pipeline.errors import RunInProgressError, ServerError, StepFailedError
 
-DEFAULT_CONFIG = "pipeline/configs/demo.yaml"
+DEFAULT_CONFIG = "pipeline/configs/photos.yaml"  # the demo that `make demo` runs
 # Bad config (ConfigError is a ValueError), arguments or input files: exit status 2.
 _USER_ERRORS = (ValueError, OSError)
 
@@ -351,9 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_third_party() -> None:
-    """Known third-party noise, hidden at the CLI entry point only (components never do
-    this, so a Kubeflow pod keeps its logs)."""
+def quiet_third_party() -> None:
+    """Known third-party noise, hidden at command-line entry points only (this CLI and
+    the benches' mains; components never do this, so a Kubeflow pod keeps its logs)."""
     # TensorFlow's C++ start-up lines (CUDA probing, CPU features, TensorRT, and the
     # "Unable to register cuFFT factory" ERROR lines TF 2.16 prints at every import):
     # they describe how TensorFlow was built, not the user's data or model; an op that
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         args.arguments = [*unknown, *args.arguments]
     if args.command != "run":  # `run` sends these to its log file instead
-        _quiet_third_party()
+        quiet_third_party()
     level = logging.INFO if args.command == "run" else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     statuses = ((RunInProgressError, 3), (StepFailedError, 4), (ServerError, 5))
