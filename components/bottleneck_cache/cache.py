@@ -22,6 +22,10 @@ actually decodes keeps the cache right even then (e.g. after max_side changes). 
          never published)
     tallies and failures of every step -> Summarize -> WriteSummary
 
+ResolveHits and AttachVectors log progress records (components.common.progress, task
+PROGRESS_TASK): records given a vector or failed, of the records read (CountRecords,
+a side input of both), counted per worker process.
+
 Output records are the input tf.Examples (image bytes, label, label_name, image_id...
 unchanged) plus examples.BOTTLENECK_KEY, the flattened float32 vector. The feature is
 added without parsing and re-serializing the record: the bytes of a one-feature
@@ -65,7 +69,7 @@ from components.bottleneck_cache.handler import (
     InferenceFailure,
 )
 from components.bottleneck_cache.plan import CachePlan, join, new_run_id, write_namespace_file
-from components.common import examples
+from components.common import examples, progress
 from components.common.artifact_io import content_id, write_text_atomically
 from components.common.examples import IMAGE_ID_KEY, IMAGE_KEY
 
@@ -73,6 +77,8 @@ COUNT_NAMES = (spec.PROP_COMPUTED, spec.PROP_REUSED, spec.PROP_FAILED, spec.PROP
 TFRECORD_PREFIX = "data_tfrecord"  # what TFX's own ExampleGen writes
 OUTPUT_STAGING_PREFIX = "beam-temp-output-"  # <output_uri>/<prefix><run id>/ while writing
 CACHE_DESTINATION = ""  # the destination of new cache entries (splits are never "")
+PROGRESS_TASK = "bottlenecks"  # progress records: records given a vector (reused or
+# computed) or failed at inference, of the records read
 
 # gzip levels (still .gz files every TFRecord reader takes): output records are mostly
 # encoded images, which deflate cannot shrink (level 6: 4% smaller for 12x the time of
@@ -219,11 +225,26 @@ def _image_of(example: bytes) -> bytes:
     return tf.train.Example.FromString(example).features.feature[IMAGE_KEY].bytes_list.value[0]
 
 
-class _ResolveHitsDoFn(_TallyDoFn):
+class _ProgressDoFn(_TallyDoFn):
+    """A _TallyDoFn that advances the job's progress (progress.shared under `job`)."""
+
+    def __init__(self, job: str):
+        super().__init__()
+        self._job = job
+        self._progress = None
+
+    def _advance(self, records: int, total: int) -> None:
+        if self._progress is None:
+            key = f"bottlenecks-{self._job}"
+            self._progress = progress.shared(key, PROGRESS_TASK, progress.IMAGES, total)
+        self._progress.advance(records)
+
+
+class _ResolveHitsDoFn(_ProgressDoFn):
     """Per content id: append a cached vector to its records, or send one image (with
     the records waiting for it) to the model."""
 
-    def process(self, keyed: tuple[str, Iterable]) -> Iterator:
+    def process(self, keyed: tuple[str, Iterable], total: int) -> Iterator:
         key, values = keyed
         records, vector = [], None
         for value in values:
@@ -240,24 +261,26 @@ class _ResolveHitsDoFn(_TallyDoFn):
         suffix = bottleneck_suffix(vector)
         for split, _, example in records:
             yield split, example + suffix
+        self._advance(len(records), total)
 
 
-class _AttachVectorsDoFn(_TallyDoFn):
+class _AttachVectorsDoFn(_ProgressDoFn):
     """PredictionResult -> the waiting records with the vector, and the new cache entry;
     or a failure per record when TensorFlow rejected the image."""
 
-    def process(self, result: PredictionResult) -> Iterator:
+    def process(self, result: PredictionResult, total: int) -> Iterator:
         key, _, records = result.example
         if isinstance(result.inference, InferenceFailure):
             for split, image_id, _ in records:
                 yield _failed(self, image_id, split, result.inference.error)
-            return
-        self.tally[spec.PROP_COMPUTED] += 1
-        vector = np.asarray(result.inference, np.float32)
-        yield CACHE_DESTINATION, store.encode_entry(key, vector)
-        suffix = bottleneck_suffix(vector)
-        for split, _, example in records:
-            yield split, example + suffix
+        else:
+            self.tally[spec.PROP_COMPUTED] += 1
+            vector = np.asarray(result.inference, np.float32)
+            yield CACHE_DESTINATION, store.encode_entry(key, vector)
+            suffix = bottleneck_suffix(vector)
+            for split, _, example in records:
+                yield split, example + suffix
+        self._advance(len(records), total)
 
 
 class _WriteStagedDoFn(beam.DoFn):
@@ -399,6 +422,7 @@ class ComputeBottlenecks(beam.PTransform):
         self._run_id = run_id
         self._output_uri = output_uri
         self._batch_size = batch_size
+        self._job = uuid.uuid4().hex  # this job's progress counter (progress.shared)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         splits = list(self._patterns)
@@ -415,17 +439,27 @@ class ComputeBottlenecks(beam.PTransform):
             | "ReadFiles"
             >> beam.ParDo(_ReadFileDoFn(self._plan.dim)).with_outputs(_SUMMARY, main="keyed")
         )
+        # The progress total: records read (a cheap count, a side input of both steps).
+        total = beam.pvalue.AsSingleton(
+            read.keyed
+            | "IsRecord" >> beam.Map(lambda keyed: int(keyed[1][0] == _RECORD))
+            | "CountRecords" >> beam.CombineGlobally(sum)
+        )
         resolved = (
             read.keyed
             | "JoinWithCache" >> beam.GroupByKey()
             | "ResolveHits"
-            >> beam.ParDo(_ResolveHitsDoFn()).with_outputs(_MISSES, _SUMMARY, main="hits")
+            >> beam.ParDo(_ResolveHitsDoFn(self._job), total).with_outputs(
+                _MISSES, _SUMMARY, main="hits"
+            )
         )
         computed = (
             resolved[_MISSES]
             | "ComputeVectors" >> RunInference(BottleneckModelHandler(self._plan, self._batch_size))
             | "AttachVectors"
-            >> beam.ParDo(_AttachVectorsDoFn()).with_outputs(_SUMMARY, main="records")
+            >> beam.ParDo(_AttachVectorsDoFn(self._job), total).with_outputs(
+                _SUMMARY, main="records"
+            )
         )
         output_staging = output_staging_dir(self._output_uri, self._run_id)
         staging = {split: join(output_staging, f"Split-{split}") for split in splits}

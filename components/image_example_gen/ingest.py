@@ -16,17 +16,19 @@ tested on plain arguments. The steps live in:
   Beam job, whose counts reconcile: files_seen = ingested + quarantined + duplicates
   + ignored.
 
-Bad input never raises: it becomes a quarantine record {"path", "reason"}.
+Bad input never raises: it becomes a quarantine record {"path", "reason"}. The read
+step logs progress records (components.common.progress): files read of those listed.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
 
-from components.common import examples
+from components.common import examples, progress
 from components.common.artifact_io import content_id
 from components.common.tally import TallyFn
 from components.image_example_gen import spec
@@ -49,6 +51,7 @@ COUNT_NAMES = (
     spec.COUNT_DOWNSCALED,
 )
 METRICS_NAMESPACE = "ImageExampleGen"
+PROGRESS_TASK = "ingest"  # the task of the progress records (files read of those listed)
 
 
 def split_count_name(split: str) -> str:
@@ -153,19 +156,29 @@ class _ReadAndValidateDoFn(beam.DoFn):
     """Reads one file's bytes and validates them.
 
     Outputs (image_id, ValidImage) on the main output and quarantine records on the
-    QUARANTINE_OUTPUT tag.
+    QUARANTINE_OUTPUT tag. Logs progress (components.common.progress, task
+    PROGRESS_TASK): files read of `total`, shared by the instances of one job in a process.
     """
 
-    def __init__(self, max_pixels: int, max_side: int):
+    def __init__(self, max_pixels: int, max_side: int, total: int | None = None):
         self._max_pixels = max_pixels
         self._max_side = max_side
+        self._total = total
+        self._job = uuid.uuid4().hex  # this job's progress counter (progress.shared)
 
     def setup(self):
         allow_pixels(self._max_pixels)
         self._read = _counter("files_read")
         self._quarantined = _counter(spec.COUNT_QUARANTINED)
+        self._progress = progress.shared(
+            f"ingest-{self._job}", PROGRESS_TASK, progress.IMAGES, self._total
+        )
 
     def process(self, entry: FileEntry):
+        yield from self._validate(entry)
+        self._progress.advance()
+
+    def _validate(self, entry: FileEntry):
         self._read.inc()
         try:
             data = read_file(entry.path)
@@ -284,9 +297,9 @@ class IngestImages(beam.PTransform):
             entries
             | "Reshuffle" >> beam.Reshuffle()
             | "ReadAndValidate"
-            >> beam.ParDo(_ReadAndValidateDoFn(self._max_pixels, self._max_side)).with_outputs(
-                QUARANTINE_OUTPUT, main="valid"
-            )
+            >> beam.ParDo(
+                _ReadAndValidateDoFn(self._max_pixels, self._max_side, len(self._entries))
+            ).with_outputs(QUARANTINE_OUTPUT, main="valid")
         )
         resolved = (
             read.valid

@@ -45,7 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.common import model_io, model_surgery
+from components.common import model_io, model_surgery, progress
 from components.common.artifact_io import join
 from components.common.schema import class_names_from_schema
 from components.trainer import data, reports
@@ -57,6 +57,8 @@ HEAD_PHASE = "head"
 FINE_TUNE_PHASE = "fine_tune"
 FULL_PHASE = "full"
 WARMUP_IMAGES = 4  # eval images in TF Serving's warm-up requests (per signature)
+# The task of each phase's progress records (components.common.progress: one per epoch).
+PROGRESS_TASKS = {HEAD_PHASE: "head", FINE_TUNE_PHASE: "fine-tune", FULL_PHASE: "full model"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,8 +375,32 @@ def _fine_tune(extractor, head, config, k, splits: _Splits, log_dir) -> PhaseRes
     return dataclasses.replace(phase, trainable_layers=tuple(names))
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """Logs one progress record per epoch (components.common.progress, unit epochs,
+    detail 'val_loss 0.41', plus 'stopped early' when early stopping ends the phase
+    there). Keras' own epoch lines (verbose=2) are unchanged."""
+
+    def __init__(self, task: str, epochs: int):
+        super().__init__()
+        self._task = task
+        self._epochs = epochs
+        self._progress: progress.Progress | None = None
+
+    def on_train_begin(self, logs=None):
+        self._progress = progress.Progress(self._task, progress.EPOCHS, self._epochs, interval=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = [f"val_loss {float(logs['val_loss']):.3g}"] if "val_loss" in logs else []
+        if getattr(self.model, "stop_training", False) and epoch + 1 < self._epochs:
+            parts.append("stopped early")
+        if self._progress is not None:
+            self._progress.update(epoch + 1, ", ".join(parts))
+
+
 def _fit(phase, model, datasets, epochs, learning_rate, config, log_dir) -> PhaseResult:
-    """model.fit on (train, eval) datasets, early stopping on the eval loss, TensorBoard."""
+    """model.fit on (train, eval) datasets, early stopping on the eval loss, TensorBoard,
+    a progress record per epoch."""
     train_ds, eval_ds = datasets
     callbacks = []
     stopper = None
@@ -387,6 +413,7 @@ def _fit(phase, model, datasets, epochs, learning_rate, config, log_dir) -> Phas
         callbacks.append(
             keras.callbacks.TensorBoard(log_dir=join(log_dir, phase), write_graph=False)
         )
+    callbacks.append(EpochProgress(PROGRESS_TASKS.get(phase, phase), epochs))  # after the stopper
     fitted = model.fit(
         train_ds, validation_data=eval_ds, epochs=epochs, callbacks=callbacks, verbose=2
     )
