@@ -184,8 +184,12 @@ class BaseModelConfig:
     # file: the model file.
     path: str = dataclasses.field(default="", metadata=_path())
     seed: int = 0
-    # Where to cut: a layer name, or a number of top layers to drop (not both).
+    # Where to cut: a layer name, a number of top layers to drop (not both), or "auto":
+    # BottleneckCache caches every candidate, the Trainer picks the best by k-fold
+    # cross-validation on the train split (cut_candidates: empty = the base's block
+    # boundaries, at most 6).
     cut_layer: str = ""
+    cut_candidates: tuple[str, ...] = ()
     drop_top_layers: int = dataclasses.field(
         default=0, metadata=_owned(cache_spec.DROP_TOP_LAYERS_KEY, cache_spec.BOUNDS)
     )
@@ -474,6 +478,23 @@ def _check_base_model(base: BaseModelConfig, image: ImageConfig) -> None:
         raise ConfigError(
             "base_model: set cut_layer or drop_top_layers, not both "
             f"(got cut_layer={base.cut_layer!r}, drop_top_layers={base.drop_top_layers})"
+        )
+    if base.cut_candidates and base.cut_layer != model_surgery.CUT_AUTO:
+        raise ConfigError(
+            f"base_model.cut_candidates: only used with cut_layer: {model_surgery.CUT_AUTO} "
+            f"(got cut_layer={base.cut_layer!r}); set cut_layer: auto or remove the list"
+        )
+    if len(set(base.cut_candidates)) != len(base.cut_candidates) or any(
+        not isinstance(name, str) or not name for name in base.cut_candidates
+    ):
+        raise ConfigError(
+            f"base_model.cut_candidates: {list(base.cut_candidates)} must be distinct layer "
+            "names of the base"
+        )
+    if len(base.cut_candidates) == 1:
+        raise ConfigError(
+            f"base_model.cut_candidates: one candidate ({base.cut_candidates[0]!r}) leaves "
+            "nothing to choose: list at least 2, or set cut_layer to that layer"
         )
 
 

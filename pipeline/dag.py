@@ -66,6 +66,7 @@ def trainer_config(config: PipelineConfig) -> TrainerConfig:
     return TrainerConfig(
         image=config.image.image_spec(),
         cut_layer=base.cut_layer,
+        cut_candidates=tuple(base.cut_candidates),
         drop_top_layers=base.drop_top_layers,
         pooling=base.pooling,
         fine_tune=fine_tune,
@@ -217,6 +218,7 @@ def create_components(
         drop_top_layers=base.drop_top_layers,
         pooling=base.pooling,
         batch_size=config.cache.batch_size,
+        cut_candidates=tuple(base.cut_candidates),
     )
     if config.cache.beam_pipeline_args:
         bottleneck_cache = bottleneck_cache.with_beam_pipeline_args(

@@ -230,6 +230,7 @@ def test_component_properties_reach_the_executor_and_beam_args_stay_per_instance
         spec.DROP_TOP_LAYERS_KEY: 3,
         spec.POOLING_KEY: "max",
         spec.BATCH_SIZE_KEY: 8,
+        spec.CUT_CANDIDATES_KEY: (),
     }
     plain = component.BottleneckCache(**_channels(), cache_dir="/tmp/c")
     assert executor._parameters(plain.exec_properties) == executor._parameters(

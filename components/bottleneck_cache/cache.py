@@ -68,7 +68,13 @@ from components.bottleneck_cache.handler import (
     BottleneckModelHandler,
     InferenceFailure,
 )
-from components.bottleneck_cache.plan import CachePlan, join, new_run_id, write_namespace_file
+from components.bottleneck_cache.plan import (
+    CachePlan,
+    Segment,
+    join,
+    new_run_id,
+    write_namespace_file,
+)
 from components.common import examples, progress
 from components.common.artifact_io import content_id, write_text_atomically
 from components.common.examples import IMAGE_ID_KEY, IMAGE_KEY
@@ -77,6 +83,7 @@ COUNT_NAMES = (spec.PROP_COMPUTED, spec.PROP_REUSED, spec.PROP_FAILED, spec.PROP
 TFRECORD_PREFIX = "data_tfrecord"  # what TFX's own ExampleGen writes
 OUTPUT_STAGING_PREFIX = "beam-temp-output-"  # <output_uri>/<prefix><run id>/ while writing
 CACHE_DESTINATION = ""  # the destination of new cache entries (splits are never "")
+_SEGMENT_MARK = "#"  # cut auto: "#<i>" is the destination of segment i > 0's entries
 PROGRESS_TASK = "bottlenecks"  # progress records: records given a vector (reused or
 # computed) or failed at inference, of the records read
 
@@ -110,12 +117,35 @@ def failure(image_id: str, split: str, error: str) -> dict:
     return {"image_id": image_id, "split": split, "error": error}
 
 
-def bottleneck_suffix(vector: np.ndarray) -> bytes:
-    """A serialized tf.Example holding only examples.BOTTLENECK_KEY (the flattened vector)."""
+def cache_destination(segment: int) -> str:
+    """The destination of a segment's new cache entries (segment 0: CACHE_DESTINATION)."""
+    return CACHE_DESTINATION if segment == 0 else f"{_SEGMENT_MARK}{segment}"
+
+
+def is_cache_destination(destination: str) -> bool:
+    return destination == CACHE_DESTINATION or destination.startswith(_SEGMENT_MARK)
+
+
+def segment_count_name(segment: Segment) -> str:
+    """Cut auto: the count of a candidate's new cache entries ("vectors_computed@layer")."""
+    return f"{spec.PROP_COMPUTED}@{segment.layer}"
+
+
+def bottleneck_suffix(vector: np.ndarray, segments: Sequence[Segment] = ()) -> bytes:
+    """A serialized tf.Example holding only the bottleneck feature(s).
+
+    Without segments (or with a fixed cut's one): examples.BOTTLENECK_KEY, the flattened
+    vector. With cut auto's segments: each candidate's slice of the vector under its
+    own feature (examples.candidate_key).
+    """
     example = tf.train.Example()
-    example.features.feature[examples.BOTTLENECK_KEY].float_list.value.extend(
-        np.asarray(vector, np.float32).ravel()
-    )
+    values = np.asarray(vector, np.float32).ravel()
+    if len(segments) <= 1:
+        example.features.feature[examples.BOTTLENECK_KEY].float_list.value.extend(values)
+    else:
+        for segment in segments:
+            part = values[segment.offset : segment.offset + segment.dim]
+            example.features.feature[segment.feature].float_list.value.extend(part)
     return example.SerializeToString()
 
 
@@ -173,13 +203,13 @@ class _ReadFileDoFn(_TallyDoFn):
     into the namespace's quarantine folder (store.quarantine_shard).
     """
 
-    def __init__(self, dim: int):
-        self._dim = dim
+    def __init__(self, dims: Sequence[int]):
+        self._dims = tuple(dims)  # per segment (one for a fixed cut)
 
     def process(self, source: tuple[str, str, str]) -> Iterator:
         kind, split, path = source
-        if kind == _CACHE:
-            yield from self._read_shard(path)
+        if kind == _CACHE:  # "split" holds the segment index
+            yield from self._read_shard(path, int(split or 0))
             return
         for record in tf.data.TFRecordDataset(path, compression_type=_compression(path)):
             yield from self._key(split, record.numpy())
@@ -201,12 +231,13 @@ class _ReadFileDoFn(_TallyDoFn):
             return
         yield content_id(images[0]), (_RECORD, split, image_id, serialized)
 
-    def _read_shard(self, path: str) -> Iterator:
+    def _read_shard(self, path: str, segment: int) -> Iterator:
+        dim = self._dims[segment]
         try:
-            entries = store.read_shard(path, self._dim)
+            entries = store.read_shard(path, dim)
         except ValueError as error:  # bad content: moved aside (it logs what it did)
             self.tally[spec.PROP_SHARDS_SKIPPED] += 1
-            store.quarantine_shard(path, self._dim, str(error))
+            store.quarantine_shard(path, dim, str(error))
             return
         except tf.errors.NotFoundError:  # listed, then moved aside by a concurrent run
             self.tally[spec.PROP_SHARDS_SKIPPED] += 1
@@ -218,7 +249,7 @@ class _ReadFileDoFn(_TallyDoFn):
             return
         _counter("cache_entries_read").inc(len(entries))
         for key, vector in entries:
-            yield key, (_VECTOR, vector)
+            yield key, (_VECTOR, segment, vector)
 
 
 def _image_of(example: bytes) -> bytes:
@@ -241,43 +272,60 @@ class _ProgressDoFn(_TallyDoFn):
 
 
 class _ResolveHitsDoFn(_ProgressDoFn):
-    """Per content id: append a cached vector to its records, or send one image (with
-    the records waiting for it) to the model."""
+    """Per content id: append the cached vector(s) to its records, or send one image
+    (with the records waiting for it and the segments it lacks) to the model."""
+
+    def __init__(self, job: str, segments: Sequence[Segment]):
+        super().__init__(job)
+        self._segments = tuple(segments)
 
     def process(self, keyed: tuple[str, Iterable], total: int) -> Iterator:
         key, values = keyed
-        records, vector = [], None
+        records, vectors = [], {}
         for value in values:
             if value[0] == _RECORD:
                 records.append(value[1:])
-            elif vector is None:  # duplicates across shards: keep one
-                vector = value[1]
+            else:  # duplicates across shards: keep one
+                vectors.setdefault(value[1], value[2])
         if not records:  # a cache entry of an image not in this run
             return
-        if vector is None:
-            yield beam.pvalue.TaggedOutput(_MISSES, (key, _image_of(records[0][2]), records))
+        missing = tuple(i for i in range(len(self._segments)) if i not in vectors)
+        if missing:
+            payload = (records, missing)
+            yield beam.pvalue.TaggedOutput(_MISSES, (key, _image_of(records[0][2]), payload))
             return
         self.tally[spec.PROP_REUSED] += 1
-        suffix = bottleneck_suffix(vector)
+        vector = np.concatenate([vectors[i] for i in range(len(self._segments))])
+        suffix = bottleneck_suffix(vector, self._segments)
         for split, _, example in records:
             yield split, example + suffix
         self._advance(len(records), total)
 
 
 class _AttachVectorsDoFn(_ProgressDoFn):
-    """PredictionResult -> the waiting records with the vector, and the new cache entry;
-    or a failure per record when TensorFlow rejected the image."""
+    """PredictionResult -> the waiting records with the vector, and a new cache entry
+    per segment the cache lacked; or a failure per record when TensorFlow rejected the
+    image."""
+
+    def __init__(self, job: str, segments: Sequence[Segment]):
+        super().__init__(job)
+        self._segments = tuple(segments)
 
     def process(self, result: PredictionResult, total: int) -> Iterator:
-        key, _, records = result.example
+        key, _, (records, missing) = result.example
         if isinstance(result.inference, InferenceFailure):
             for split, image_id, _ in records:
                 yield _failed(self, image_id, split, result.inference.error)
         else:
             self.tally[spec.PROP_COMPUTED] += 1
             vector = np.asarray(result.inference, np.float32)
-            yield CACHE_DESTINATION, store.encode_entry(key, vector)
-            suffix = bottleneck_suffix(vector)
+            for i in missing:
+                segment = self._segments[i]
+                part = vector[segment.offset : segment.offset + segment.dim]
+                if len(self._segments) > 1:
+                    self.tally[segment_count_name(segment)] += 1
+                yield cache_destination(i), store.encode_entry(key, part)
+            suffix = bottleneck_suffix(vector, self._segments)
             for split, _, example in records:
                 yield split, example + suffix
         self._advance(len(records), total)
@@ -301,7 +349,7 @@ class _WriteStagedDoFn(beam.DoFn):
             directory = self._staging[destination]
             tf.io.gfile.makedirs(directory)
             path = join(directory, f"{uuid.uuid4().hex}.tfrecord.gz")
-            level = _ENTRY_LEVEL if destination == CACHE_DESTINATION else _OUTPUT_LEVEL
+            level = _ENTRY_LEVEL if is_cache_destination(destination) else _OUTPUT_LEVEL
             options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=level)
             entry = self._files[destination] = [tf.io.TFRecordWriter(path, options), path, 0]
         entry[0].write(record)
@@ -317,15 +365,16 @@ class _WriteStagedDoFn(beam.DoFn):
 class _FinalizeDoFn(_TallyDoFn):
     """Renames a committed staged file to its final name (idempotent on a retry)."""
 
-    def __init__(self, output_uri: str, namespace_dir: str, run_id: str):
+    def __init__(self, output_uri: str, namespace_dirs: Mapping[str, str], run_id: str):
         self._output_uri = output_uri
-        self._namespace_dir = namespace_dir
+        self._namespace_dirs = dict(namespace_dirs)  # cache destination -> namespace dir
         self._run_id = run_id
 
     def final_path(self, destination: str, staged: str) -> str:
         unique = staged.rsplit("/", 1)[-1].split(".", 1)[0]
-        if destination == CACHE_DESTINATION:
-            return store.final_shard_path(self._namespace_dir, self._run_id, unique)
+        if is_cache_destination(destination):
+            namespace_dir = self._namespace_dirs[destination]
+            return store.final_shard_path(namespace_dir, self._run_id, unique)
         return join(split_uri(self._output_uri, destination), f"{TFRECORD_PREFIX}-{unique}.gz")
 
     def process(self, element: tuple[str, str, int]) -> Iterator:
@@ -336,7 +385,7 @@ class _FinalizeDoFn(_TallyDoFn):
             tf.io.gfile.rename(staged, final, overwrite=True)
         elif not tf.io.gfile.exists(final):
             raise FileNotFoundError(f"staged file {staged} is gone and {final} does not exist")
-        if destination == CACHE_DESTINATION:
+        if is_cache_destination(destination):
             _counter("cache_shards_written").inc()
         else:
             self.tally[split_count_name(destination)] += count
@@ -407,8 +456,8 @@ class ComputeBottlenecks(beam.PTransform):
 
         Args:
           example_patterns: split name -> file pattern of its (gzipped) TFRecords.
-          plan: what to compute (plan.make_plan), fixing the namespace.
-          cache_dir: the cache root; entries live in plan.namespace_dir(cache_dir).
+          plan: what to compute (plan.make_plan), fixing the namespace of each segment.
+          cache_dir: the cache root; entries live in each segment's namespace_dir.
           run_id: unique id of this run, part of the new shards' and staging names.
           output_uri: the output Examples artifact's uri.
           batch_size: images per model call (RunInference's batch size, min = max).
@@ -418,7 +467,10 @@ class ComputeBottlenecks(beam.PTransform):
             raise ValueError("split names must not be empty")
         self._patterns = dict(example_patterns)
         self._plan = plan
-        self._namespace_dir = plan.namespace_dir(cache_dir)
+        self._namespace_dirs = {
+            cache_destination(i): segment.namespace_dir(cache_dir)
+            for i, segment in enumerate(plan.segments)
+        }
         self._run_id = run_id
         self._output_uri = output_uri
         self._batch_size = batch_size
@@ -427,7 +479,10 @@ class ComputeBottlenecks(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         splits = list(self._patterns)
         sources = [(_RECORDS, split, pattern) for split, pattern in self._patterns.items()]
-        sources.append((_CACHE, "", store.shard_pattern(self._namespace_dir)))
+        for i in range(len(self._plan.segments)):
+            pattern = store.shard_pattern(self._namespace_dirs[cache_destination(i)])
+            sources.append((_CACHE, str(i), pattern))
+        dims = [segment.dim for segment in self._plan.segments]
         listed = (
             pbegin
             | "ListPatterns" >> beam.Create(sources, reshuffle=False)  # ReshuffleFiles does
@@ -436,8 +491,7 @@ class ComputeBottlenecks(beam.PTransform):
         read = (
             listed.files
             | "ReshuffleFiles" >> beam.Reshuffle()
-            | "ReadFiles"
-            >> beam.ParDo(_ReadFileDoFn(self._plan.dim)).with_outputs(_SUMMARY, main="keyed")
+            | "ReadFiles" >> beam.ParDo(_ReadFileDoFn(dims)).with_outputs(_SUMMARY, main="keyed")
         )
         # The progress total: records read (a cheap count, a side input of both steps).
         total = beam.pvalue.AsSingleton(
@@ -449,7 +503,7 @@ class ComputeBottlenecks(beam.PTransform):
             read.keyed
             | "JoinWithCache" >> beam.GroupByKey()
             | "ResolveHits"
-            >> beam.ParDo(_ResolveHitsDoFn(self._job), total).with_outputs(
+            >> beam.ParDo(_ResolveHitsDoFn(self._job, self._plan.segments), total).with_outputs(
                 _MISSES, _SUMMARY, main="hits"
             )
         )
@@ -457,13 +511,14 @@ class ComputeBottlenecks(beam.PTransform):
             resolved[_MISSES]
             | "ComputeVectors" >> RunInference(BottleneckModelHandler(self._plan, self._batch_size))
             | "AttachVectors"
-            >> beam.ParDo(_AttachVectorsDoFn(self._job), total).with_outputs(
+            >> beam.ParDo(_AttachVectorsDoFn(self._job, self._plan.segments), total).with_outputs(
                 _SUMMARY, main="records"
             )
         )
         output_staging = output_staging_dir(self._output_uri, self._run_id)
         staging = {split: join(output_staging, f"Split-{split}") for split in splits}
-        staging[CACHE_DESTINATION] = store.staging_dir(self._namespace_dir, self._run_id)
+        for destination, namespace_dir in self._namespace_dirs.items():
+            staging[destination] = store.staging_dir(namespace_dir, self._run_id)
         finalized = (
             (resolved.hits, computed.records)
             | "FlattenRecords" >> beam.Flatten()
@@ -471,10 +526,12 @@ class ComputeBottlenecks(beam.PTransform):
             | "ReshuffleStaged" >> beam.Reshuffle()
             | "Finalize"
             >> beam.ParDo(
-                _FinalizeDoFn(self._output_uri, self._namespace_dir, self._run_id)
+                _FinalizeDoFn(self._output_uri, self._namespace_dirs, self._run_id)
             ).with_outputs(_SUMMARY, main="done")
         )
         names = COUNT_NAMES + tuple(split_count_name(s) for s in splits)
+        if len(self._plan.segments) > 1:
+            names += tuple(segment_count_name(segment) for segment in self._plan.segments)
         summary = (
             (listed[_SUMMARY], read[_SUMMARY], resolved[_SUMMARY])
             + (computed[_SUMMARY], finalized[_SUMMARY])
@@ -505,16 +562,19 @@ def run_bottlenecks(
       The counts the job wrote (read_counts).
     """
     run_id = run_id or new_run_id()
-    namespace_dir = write_namespace_file(cache_dir, plan)
-    store.clean_stale_staging(namespace_dir)
-    staging = store.staging_dir(namespace_dir, run_id)
-    store.claim_staging(staging)
+    stagings = []
+    for segment in plan.segments:
+        namespace_dir = write_namespace_file(cache_dir, plan, segment)
+        store.clean_stale_staging(namespace_dir)
+        stagings.append(store.staging_dir(namespace_dir, run_id))
+        store.claim_staging(stagings[-1])
     job = ComputeBottlenecks(example_patterns, plan, cache_dir, run_id, output_uri, batch_size)
     try:
         with make_pipeline() as pipeline:
             _ = pipeline | "ComputeBottlenecks" >> job
     finally:  # a failed job's staged files were never finalized: nothing to keep
-        store.release_staging(staging)
+        for staging in stagings:
+            store.release_staging(staging)
         store.release_staging(output_staging_dir(output_uri, run_id))
     return read_counts(output_uri)
 

@@ -8,6 +8,8 @@ standard Trainer can train a new head on it. Vectors persist under `cache_dir`,
 content-addressed (see plan.py and store.py): a rerun computes only new images.
 """
 
+import json
+
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
@@ -32,6 +34,7 @@ class BottleneckCache(base_beam_component.BaseBeamComponent):
         drop_top_layers: int = 0,
         pooling: str = "avg",
         batch_size: int = 32,
+        cut_candidates: tuple[str, ...] = (),
     ):
         """Constructs a BottleneckCache.
 
@@ -41,18 +44,24 @@ class BottleneckCache(base_beam_component.BaseBeamComponent):
           base_model: Model whose uri is a directory holding model.keras.
           cache_dir: persistent folder (or URI) of the content-addressed cache, shared
             by all runs; it must outlive the pipeline root's executions.
-          cut_layer: name of the last layer to keep; "" to use drop_top_layers.
+          cut_layer: name of the last layer to keep; "" to use drop_top_layers; "auto"
+            to cache every candidate of cut_candidates (the Trainer chooses among them).
           drop_top_layers: number of layers dropped from the top of the base (0 keeps
             the whole base); only when cut_layer is "".
           pooling: one of model_surgery.POOLINGS (components.common), applied when the
             cut output is a spatial map.
           batch_size: images per model call.
+          cut_candidates: with cut_layer "auto", the candidate layers (empty: the
+            base's block boundaries); each candidate's vectors are cached in its own
+            namespace, all computed in the same forward pass.
 
         Raises:
           ValueError: if an argument is outside its allowed values (the message names
             the argument and what is allowed).
         """
-        validate_parameters(cut_layer, drop_top_layers, pooling, batch_size, cache_dir)
+        validate_parameters(
+            cut_layer, drop_top_layers, pooling, batch_size, cache_dir, cut_candidates
+        )
         super().__init__(
             spec=spec.BottleneckCacheSpec(
                 **{
@@ -61,6 +70,7 @@ class BottleneckCache(base_beam_component.BaseBeamComponent):
                     spec.BASE_MODEL_KEY: base_model,
                     spec.CACHE_DIR_KEY: cache_dir,
                     spec.CUT_LAYER_KEY: cut_layer,
+                    spec.CUT_CANDIDATES_KEY: json.dumps(list(cut_candidates)),
                     spec.DROP_TOP_LAYERS_KEY: drop_top_layers,
                     spec.POOLING_KEY: pooling,
                     spec.BATCH_SIZE_KEY: batch_size,

@@ -39,6 +39,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             params[spec.CUT_LAYER_KEY],
             params[spec.DROP_TOP_LAYERS_KEY],
             params[spec.POOLING_KEY],
+            params[spec.CUT_CANDIDATES_KEY],
         )
         splits = artifact_utils.decode_split_names(examples.split_names)
         patterns = {
@@ -68,6 +69,9 @@ def _parameters(exec_properties: dict) -> dict:
         spec.POOLING_KEY: exec_properties.get(spec.POOLING_KEY) or "avg",
         spec.BATCH_SIZE_KEY: int(exec_properties.get(spec.BATCH_SIZE_KEY) or 32),
         spec.CACHE_DIR_KEY: exec_properties.get(spec.CACHE_DIR_KEY),
+        spec.CUT_CANDIDATES_KEY: tuple(
+            json.loads(exec_properties.get(spec.CUT_CANDIDATES_KEY) or "[]")
+        ),
     }
     plan_lib.validate_parameters(**params)
     return params
@@ -83,6 +87,9 @@ def _set_properties(output, plan: plan_lib.CachePlan, counts: dict) -> None:
     output.set_string_custom_property(spec.PROP_TRANSFORM_FINGERPRINT, plan.transform_fingerprint)
     output.set_string_custom_property(spec.PROP_CUT_LAYER, plan.cut_layer)
     output.set_string_custom_property(spec.PROP_POOLING, plan.pooling)
+    if plan.auto:
+        candidates = [segment.to_dict() for segment in plan.segments]
+        output.set_string_custom_property(spec.PROP_CANDIDATES, json.dumps(candidates))
 
 
 def _nothing_written(counts: dict, output_uri: str) -> str:

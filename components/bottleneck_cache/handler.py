@@ -81,8 +81,14 @@ def _build(plan: CachePlan) -> Extractor:
             f"run was planned with {plan.transform_digest}; was it modified?"
         )
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, MODEL_LOADS).inc()
-    cut = model_surgery.cut_base(base_file.load_bytes(data), plan.cut_layer)
-    frozen = model_surgery.freeze_extractor(cut, plan.pooling)
+    base = base_file.load_bytes(data)
+    if plan.auto:
+        layers = [segment.layer for segment in plan.segments]
+        frozen = model_surgery.multi_extractor(base, layers, plan.pooling)
+    else:
+        frozen = model_surgery.freeze_extractor(
+            model_surgery.cut_base(base, plan.cut_layer), plan.pooling
+        )
     image_transform = transform_lib.load_image_transform(plan.transform_uri)
     return Extractor(image_transform, frozen, plan.dim)
 

@@ -18,6 +18,15 @@ applied pooling, transform fingerprint), truncated to NAMESPACE_CHARS hex digits
 human-readable) and the entry shards ``entries-<run id>-*.tfrecord.gz`` (store.py).
 Any change of the base's weights or architecture, the cut point, the pooling or the
 preprocessing gives a new namespace, so nothing stale is ever reused.
+
+``cut_layer: auto`` (the Trainer chooses the cut): the plan has one ``Segment`` per
+candidate layer, each with its own namespace, computed exactly as for a plan of that
+one cut (so a fixed-cut run's vectors are reused by an auto run, and adding a candidate
+later computes only that candidate's entries). One extractor
+(``model_surgery.multi_extractor``) computes every candidate in the same forward pass
+and returns their vectors concatenated; the job splits the vector by segment. A
+one-cut plan has one segment; its output feature is ``examples.BOTTLENECK_KEY``, a
+candidate's is ``examples.candidate_key(layer)``.
 """
 
 from __future__ import annotations
@@ -38,11 +47,43 @@ from components.bottleneck_cache import extractor as extractor_lib
 from components.common import model_surgery
 from components.common import transform_graph as transform_lib
 from components.common.artifact_io import join
+from components.common.examples import BOTTLENECK_KEY, candidate_key
 
 CACHE_FORMAT_VERSION = 1  # bump when the entry format or the vector semantics change
 NAMESPACE_CHARS = 24
 NAMESPACE_FILE = "namespace.json"
 _PLAN_MEMO_SIZE = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One cut's part of the vector the extractor returns, and where it is cached."""
+
+    layer: str
+    pooling: str  # applied ("none" for a non-spatial output)
+    shape: tuple[int, ...]
+    namespace: str
+    feature: str  # the output records' float-list feature
+    offset: int  # where this cut's values start in the extractor's vector
+    base_fingerprint: str  # base_file.fingerprint of the base cut at this layer
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+    def namespace_dir(self, cache_dir: str) -> str:
+        return join(cache_dir, self.namespace)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "pooling": self.pooling,
+            "shape": list(self.shape),
+            "dim": self.dim,
+            "namespace": self.namespace,
+            "feature": self.feature,
+            "base_fingerprint": self.base_fingerprint,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +101,10 @@ class CachePlan:
         namespace: the cache namespace (see module docstring).
         base_digest: sha256 of the base's .keras file bytes the plan was made from.
         transform_digest: transform_graph.graph_digest of the transform graph.
+        segments: the cut(s) the extractor computes, each with its own namespace
+            (one for a fixed cut: cut_layer, pooling, shape and namespace above).
+        For cut_layer "auto", cut_layer is "auto", namespace lists the segments'
+        namespaces and shape is the concatenated vector's.
     """
 
     base_model_uri: str
@@ -72,12 +117,18 @@ class CachePlan:
     namespace: str
     base_digest: str = ""
     transform_digest: str = ""
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def auto(self) -> bool:
+        return self.cut_layer == model_surgery.CUT_AUTO
 
     @property
     def extractor_key(self) -> extractor_lib.ExtractorKey:
         """The key of this plan's extractor in the process memo (extractor.py)."""
+        cut = ",".join(segment.layer for segment in self.segments) or self.cut_layer
         return extractor_lib.ExtractorKey(
-            self.base_digest, self.transform_digest, self.cut_layer, self.pooling
+            self.base_digest, self.transform_digest, cut, self.pooling
         )
 
     @property
@@ -86,12 +137,23 @@ class CachePlan:
         return int(np.prod(self.shape))
 
     def namespace_dir(self, cache_dir: str) -> str:
-        """``<cache_dir>/<namespace>``."""
+        """``<cache_dir>/<namespace>`` of a fixed cut (cut auto: each segment has its own).
+
+        Raises:
+            ValueError: a cut auto plan.
+        """
+        if len(self.segments) > 1:
+            raise ValueError("a cut auto plan has one namespace per segment: use segments")
         return join(cache_dir, self.namespace)
 
 
 def validate_parameters(
-    cut_layer: Any, drop_top_layers: Any, pooling: Any, batch_size: Any, cache_dir: Any
+    cut_layer: Any,
+    drop_top_layers: Any,
+    pooling: Any,
+    batch_size: Any,
+    cache_dir: Any,
+    cut_candidates: Any = (),
 ) -> None:
     """Raises ValueError naming the argument and its allowed values."""
     if not isinstance(cache_dir, str) or not cache_dir.strip():
@@ -106,6 +168,16 @@ def validate_parameters(
         )
     model_surgery.check_pooling(pooling)
     spec.BOUNDS[spec.BATCH_SIZE_KEY].check(spec.BATCH_SIZE_KEY, batch_size)
+    if not isinstance(cut_candidates, (list, tuple)) or not all(
+        isinstance(name, str) and name for name in cut_candidates
+    ):
+        raise ValueError(f"cut_candidates must be a list of layer names, got {cut_candidates!r}")
+    if cut_candidates and cut_layer != model_surgery.CUT_AUTO:
+        raise ValueError(
+            f"cut_candidates {list(cut_candidates)} are only used with cut_layer "
+            f"{model_surgery.CUT_AUTO!r} (got cut_layer={cut_layer!r}): set cut_layer: auto "
+            "or remove cut_candidates"
+        )
 
 
 def namespace_id(
@@ -124,6 +196,7 @@ def make_plan(
     cut_layer: str = "",
     drop_top_layers: int = 0,
     pooling: str = "avg",
+    cut_candidates: tuple[str, ...] = (),
 ) -> CachePlan:
     """Fixes what the run computes, loading the base and the transform at most once per
     process.
@@ -134,6 +207,8 @@ def make_plan(
         cut_layer: name of the last kept layer, or "" to use drop_top_layers.
         drop_top_layers: layers dropped from the top when cut_layer is "".
         pooling: one of model_surgery.POOLINGS (applied only to a rank-4 cut output).
+        cut_candidates: with cut_layer "auto", the candidate layers (empty: the base's
+            block boundaries, model_surgery.default_cut_candidates).
 
     Returns:
         The CachePlan, with the resolved cut layer, the applied pooling, the
@@ -146,7 +221,14 @@ def make_plan(
     """
     data, base_digest = base_file.read_base(base_model_uri)
     transform_digest = transform_lib.graph_digest(transform_uri)
-    memo_key = (base_digest, transform_digest, cut_layer, drop_top_layers, pooling)
+    memo_key = (
+        base_digest,
+        transform_digest,
+        cut_layer,
+        drop_top_layers,
+        pooling,
+        tuple(cut_candidates),
+    )
     with _plans_lock:
         known = _plans.get(memo_key)
     if known is not None:
@@ -155,10 +237,6 @@ def make_plan(
         )
     base = base_file.load_bytes(data)
     del data
-    resolved = model_surgery.resolve_cut_layer(base, cut_layer, drop_top_layers)
-    cut = model_surgery.cut_base(base, resolved)
-    applied = model_surgery.applied_pooling(cut, pooling)
-    frozen = model_surgery.freeze_extractor(cut, applied)
     image_transform = transform_lib.load_image_transform(transform_uri)
     transform_fp, probes = transform_lib.transform_fingerprint(image_transform)
     model_surgery.check_input_size(
@@ -168,22 +246,54 @@ def make_plan(
         source=f"the transform graph's output ({transform_uri})",
         fix="set the image size in the config to the base network's input size",
     )
-    shape = tuple(frozen.outputs[0].shape[1:])
-    if any(d is None for d in shape):  # measured on a probe image
-        shape = tuple(frozen(probes[:1], training=False).shape[1:])
-    base_fp = base_file.fingerprint(cut)
-    plan = CachePlan(
-        base_model_uri=base_model_uri,
-        transform_uri=transform_uri,
-        cut_layer=resolved,
-        pooling=applied,
-        base_fingerprint=base_fp,
-        transform_fingerprint=transform_fp,
-        shape=tuple(int(d) for d in shape),
-        namespace=namespace_id(base_fp, resolved, applied, transform_fp),
-        base_digest=base_digest,
-        transform_digest=transform_digest,
-    )
+    if cut_layer == model_surgery.CUT_AUTO:
+        layers = model_surgery.resolve_cut_candidates(base, cut_candidates)
+    else:
+        layers = [model_surgery.resolve_cut_layer(base, cut_layer, drop_top_layers)]
+    segments, offset = [], 0
+    for layer in layers:
+        cut = model_surgery.cut_base(base, layer)
+        applied = model_surgery.applied_pooling(cut, pooling)
+        frozen = model_surgery.freeze_extractor(cut, applied)
+        shape = tuple(frozen.outputs[0].shape[1:])
+        if any(d is None for d in shape):  # measured on a probe image
+            shape = tuple(frozen(probes[:1], training=False).shape[1:])
+        shape = tuple(int(d) for d in shape)
+        base_fp = base_file.fingerprint(cut)
+        namespace = namespace_id(base_fp, layer, applied, transform_fp)
+        feature = candidate_key(layer) if cut_layer == model_surgery.CUT_AUTO else BOTTLENECK_KEY
+        segments.append(Segment(layer, applied, shape, namespace, feature, offset, base_fp))
+        offset += int(np.prod(shape))
+    if cut_layer == model_surgery.CUT_AUTO:
+        frozen = model_surgery.multi_extractor(base, layers, pooling)
+        plan = CachePlan(
+            base_model_uri=base_model_uri,
+            transform_uri=transform_uri,
+            cut_layer=model_surgery.CUT_AUTO,
+            pooling=pooling,
+            base_fingerprint=segments[-1].base_fingerprint,
+            transform_fingerprint=transform_fp,
+            shape=(offset,),
+            namespace=",".join(segment.namespace for segment in segments),
+            base_digest=base_digest,
+            transform_digest=transform_digest,
+            segments=tuple(segments),
+        )
+    else:
+        (segment,) = segments
+        plan = CachePlan(
+            base_model_uri=base_model_uri,
+            transform_uri=transform_uri,
+            cut_layer=segment.layer,
+            pooling=segment.pooling,
+            base_fingerprint=segment.base_fingerprint,
+            transform_fingerprint=transform_fp,
+            shape=segment.shape,
+            namespace=segment.namespace,
+            base_digest=base_digest,
+            transform_digest=transform_digest,
+            segments=(segment,),
+        )
     extractor_lib.remember(
         plan.extractor_key, extractor_lib.Extractor(image_transform, frozen, plan.dim)
     )
@@ -204,25 +314,28 @@ def new_run_id() -> str:
     return f"{now}-{uuid.uuid4().hex[:12]}"
 
 
-def write_namespace_file(cache_dir: str, plan: CachePlan) -> str:
+def write_namespace_file(cache_dir: str, plan: CachePlan, segment: Segment | None = None) -> str:
     """Creates ``<cache_dir>/<namespace>/namespace.json`` unless present; returns the dir.
 
-    Written to a unique temporary name and renamed, so readers never see half a file.
+    For `segment` (default: the plan's only one). Written to a unique temporary name and
+    renamed, so readers never see half a file.
     """
-    directory = plan.namespace_dir(cache_dir)
+    if segment is None:
+        (segment,) = plan.segments
+    directory = segment.namespace_dir(cache_dir)
     tf.io.gfile.makedirs(directory)
     path = join(directory, NAMESPACE_FILE)
     if tf.io.gfile.exists(path):
         return directory
     description = {
-        "namespace": plan.namespace,
+        "namespace": segment.namespace,
         "cache_format_version": CACHE_FORMAT_VERSION,
-        "base_fingerprint": plan.base_fingerprint,
-        "cut_layer": plan.cut_layer,
-        "pooling": plan.pooling,
+        "base_fingerprint": segment.base_fingerprint,
+        "cut_layer": segment.layer,
+        "pooling": segment.pooling,
         "transform_fingerprint": plan.transform_fingerprint,
-        "bottleneck_shape": list(plan.shape),
-        "bottleneck_dim": plan.dim,
+        "bottleneck_shape": list(segment.shape),
+        "bottleneck_dim": segment.dim,
         "first_base_model_uri": plan.base_model_uri,
         "first_transform_uri": plan.transform_uri,
     }

@@ -17,7 +17,10 @@ TRANSFORM_GRAPH_KEY = "transform_graph"  # TransformGraph: decode + resize + sca
 BASE_MODEL_KEY = "base_model"  # Model: a directory holding model.keras
 BOTTLENECKS_KEY = "bottlenecks"  # output Examples: the cached frozen-layer outputs
 
-CUT_LAYER_KEY = "cut_layer"  # a layer name of the base ("" = use drop_top_layers)
+CUT_LAYER_KEY = "cut_layer"  # a layer name, "" (= use drop_top_layers) or "auto"
+# JSON list of layer names: the candidates of cut_layer "auto" ("[]" or unset: the
+# base's block boundaries, model_surgery.default_cut_candidates).
+CUT_CANDIDATES_KEY = "cut_candidates"
 DROP_TOP_LAYERS_KEY = "drop_top_layers"  # number of top layers to drop (0 = whole base)
 POOLING_KEY = "pooling"  # applied when the cut output is spatial (rank 4)
 BATCH_SIZE_KEY = "batch_size"
@@ -41,6 +44,9 @@ PROP_BASE_FINGERPRINT = "base_fingerprint"
 PROP_TRANSFORM_FINGERPRINT = "transform_fingerprint"
 PROP_CUT_LAYER = "resolved_cut_layer"
 PROP_POOLING = "applied_pooling"  # "none" when the cut output is not rank 4
+# cut_layer "auto": JSON list of {"layer", "pooling", "shape", "dim", "namespace",
+# "feature"}, one per candidate, bottom to top (each candidate's own cache namespace).
+PROP_CANDIDATES = "cut_candidates"
 # Unreadable cache shards this run found and skipped (their vectors recomputed); those
 # with bad content are moved to <namespace>/quarantine/, so later runs do not meet them.
 PROP_SHARDS_SKIPPED = "cache_shards_skipped"
@@ -54,6 +60,7 @@ class BottleneckCacheSpec(ComponentSpec):
 
     PARAMETERS = {
         CUT_LAYER_KEY: ExecutionParameter(type=str, optional=True),
+        CUT_CANDIDATES_KEY: ExecutionParameter(type=str, optional=True),
         DROP_TOP_LAYERS_KEY: ExecutionParameter(type=int, optional=True),
         POOLING_KEY: ExecutionParameter(type=str, optional=True),
         BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),

@@ -212,6 +212,31 @@ def freeze_extractor(cut: keras.Model, pooling: str = "avg", name: str = "") -> 
     return extractor
 
 
+def multi_extractor(base: keras.Model, layers: Sequence[str], pooling: str = "avg") -> keras.Model:
+    """One frozen model computing several cuts in one forward pass: the outputs of
+    `layers`, each pooled (as freeze_extractor would: only when spatial) and flattened,
+    concatenated in the order given.
+
+    Returns a model with `trainable = False`; call it with `training=False`.
+    """
+    check_pooling(pooling)
+    tensors = [base.get_layer(resolve_cut_layer(base, layer)).output for layer in layers]
+    outputs = []
+    for i, (layer, tensor) in enumerate(zip(layers, tensors, strict=True)):
+        applied = pooling if len(tensor.shape) == 4 else "none"
+        if applied == "avg":
+            tensor = keras.layers.GlobalAveragePooling2D(name=f"candidate{i}_avg_pool")(tensor)
+        elif applied == "max":
+            tensor = keras.layers.GlobalMaxPooling2D(name=f"candidate{i}_max_pool")(tensor)
+        outputs.append(keras.layers.Flatten(name=f"candidate{i}_{layer}")(tensor))
+    joined = (
+        outputs[0] if len(outputs) == 1 else keras.layers.Concatenate(name="candidates")(outputs)
+    )
+    extractor = keras.Model(base.input, joined, name=f"{base.name}_candidates_frozen")
+    extractor.trainable = False
+    return extractor
+
+
 def feature_extractor(
     base: keras.Model, cut_layer: str = "", drop_top_layers: int = 0, pooling: str = "avg"
 ) -> keras.Model:

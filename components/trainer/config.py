@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.common.bounds import Bounds
-from components.common.model_surgery import DEFAULT_POOLING, check_pooling
+from components.common.model_surgery import CUT_AUTO, DEFAULT_POOLING, check_pooling
 from components.common.preprocessing import ImageSpec
 
 FINE_TUNE_OFF = "off"
@@ -54,7 +54,11 @@ class TrainerConfig:
     Attributes:
         image: the base network's input preprocessing (the same ImageSpec as Transform).
         cut_layer: layer of the base whose output is the bottleneck ("" = use
-            drop_top_layers); must match BottleneckCache's setting.
+            drop_top_layers; "auto" = chosen among cut_candidates by k-fold
+            cross-validation on the train split, components.trainer.cut_selection);
+            must match BottleneckCache's setting.
+        cut_candidates: with cut_layer "auto", the candidate layers (empty: the base's
+            block boundaries); must match BottleneckCache's.
         drop_top_layers: top layers of the base to drop (0 keeps the whole base).
         pooling: one of model_surgery.POOLINGS, applied to a spatial cut output.
         hidden_units: sizes of the head's hidden Dense layers (empty: a linear head).
@@ -76,6 +80,7 @@ class TrainerConfig:
 
     image: ImageSpec
     cut_layer: str = ""
+    cut_candidates: tuple[str, ...] = ()
     drop_top_layers: int = 0
     pooling: str = DEFAULT_POOLING
     hidden_units: tuple[int, ...] = ()
@@ -101,6 +106,19 @@ class TrainerConfig:
             raise ValueError(
                 f"{_PREFIX}.cut_layer must be a layer name (str, '' for none), "
                 f"got {self.cut_layer!r}"
+            )
+        if isinstance(self.cut_candidates, str) or not all(
+            isinstance(name, str) and name for name in self.cut_candidates
+        ):
+            raise ValueError(
+                f"{_PREFIX}.cut_candidates must be a list of layer names, got "
+                f"{self.cut_candidates!r}"
+            )
+        self._set("cut_candidates", tuple(self.cut_candidates))
+        if self.cut_candidates and self.cut_layer != CUT_AUTO:
+            raise ValueError(
+                f"{_PREFIX}.cut_candidates: only used with cut_layer {CUT_AUTO!r} (got "
+                f"cut_layer={self.cut_layer!r})"
             )
         _check_int("drop_top_layers", self.drop_top_layers, 0)
         if self.cut_layer and self.drop_top_layers:
@@ -129,6 +147,7 @@ class TrainerConfig:
         values = dataclasses.asdict(self)
         values["image"] = self.image.to_dict()
         values["hidden_units"] = list(self.hidden_units)
+        values["cut_candidates"] = list(self.cut_candidates)
         return values
 
     @classmethod

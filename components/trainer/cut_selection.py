@@ -25,13 +25,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
 from components.common import model_surgery
+from components.common.examples import candidate_key
 
 TIE = 1e-9
 DEFAULT_FOLDS = 5
@@ -201,3 +202,78 @@ def select_cut(
     )
     logging.info("trainer: cut selection: %s", reason)
     return CutSelection(tuple(scores), chosen.layer, reason, k, epochs, time.perf_counter() - start)
+
+
+# --- in the Trainer ----------------------------------------------------------------------------
+SELECTION_JSON = "cut_selection.json"
+SELECTION_PNG = "cut_selection.png"
+
+
+def choose_cut(
+    base: keras.Model,
+    candidates: Sequence[str],
+    train_files: Sequence[str],
+    head: model_surgery.HeadSpec,
+    *,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+) -> CutSelection:
+    """Reads every candidate's train vectors (BottleneckCache's records) and selects.
+
+    Raises:
+        ValueError: a candidate is not a layer of the base, or the records lack its
+            feature (BottleneckCache ran with other cut_candidates).
+    """
+    from components.trainer import data  # the records reader (TensorFlow)
+
+    layers = model_surgery.resolve_cut_candidates(base, candidates)
+    for layer in layers:
+        data.bottleneck_dim(train_files, candidate_key(layer))  # names a missing feature
+    vectors, labels = data.candidate_arrays(
+        train_files, {layer: candidate_key(layer) for layer in layers}
+    )
+    return select_cut(
+        vectors, labels, head, learning_rate=learning_rate, batch_size=batch_size, seed=seed
+    )
+
+
+def selection_png(selection: CutSelection) -> bytes:
+    """Mean fold accuracy per candidate (bottom to top), spread as error bars."""
+    from matplotlib.figure import Figure
+
+    from components.common.plots import figure_png
+
+    figure = Figure(figsize=(1.2 * len(selection.scores) + 2.5, 3.2))
+    axes = figure.add_subplot()
+    names = [score.layer for score in selection.scores]
+    colours = ["tab:green" if name == selection.chosen else "tab:grey" for name in names]
+    axes.bar(
+        names,
+        [score.mean for score in selection.scores],
+        yerr=[score.std for score in selection.scores],
+        color=colours,
+        capsize=4,
+    )
+    axes.set_ylim(0, 1)
+    axes.set_ylabel(f"{selection.folds}-fold accuracy (train split)")
+    axes.set_title(f"cut selection: {selection.chosen}")
+    axes.tick_params(axis="x", labelrotation=30)
+    figure.tight_layout()
+    return figure_png(figure)
+
+
+def write_selection(selection: CutSelection, directory: str) -> dict[str, str]:
+    """Writes cut_selection.json and cut_selection.png into `directory`; their paths."""
+    import json
+
+    import tensorflow as tf
+
+    from components.common.artifact_io import join, write_bytes
+
+    tf.io.gfile.makedirs(directory)
+    paths = {"json": join(directory, SELECTION_JSON), "png": join(directory, SELECTION_PNG)}
+    text = json.dumps(selection.to_dict(), indent=2) + "\n"
+    write_bytes(paths["json"], text.encode("utf-8"))
+    write_bytes(paths["png"], selection_png(selection))
+    return paths

@@ -20,7 +20,7 @@ The class names come from the schema (``components.common.schema``).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -69,20 +69,24 @@ def count_labels(files: Sequence[str], num_classes: int, split: str) -> np.ndarr
     return counts
 
 
-def bottleneck_dim(files: Sequence[str]) -> int:
-    """Length of the BOTTLENECK_KEY float list in the first record.
+def bottleneck_dim(files: Sequence[str], key: str = BOTTLENECK_KEY) -> int:
+    """Length of the `key` float list (default BOTTLENECK_KEY) in the first record.
 
     Raises:
-        ValueError: the record has no BOTTLENECK_KEY float feature (not BottleneckCache
-            output).
+        ValueError: the record has no such float feature (not BottleneckCache output, or
+            BottleneckCache ran with another cut_layer / cut_candidates).
     """
     for serialized in read_records(files[:1]).take(1):
         example = tf.train.Example.FromString(serialized.numpy())
-        feature = example.features.feature.get(BOTTLENECK_KEY)
+        feature = example.features.feature.get(key)
         if feature is None or feature.WhichOneof("kind") != "float_list":
+            found = sorted(
+                name for name in example.features.feature if name.startswith(BOTTLENECK_KEY)
+            )
             raise ValueError(
-                f"records in {files[0]} have no float feature {BOTTLENECK_KEY!r}: the "
-                "Trainer's examples must be BottleneckCache's output"
+                f"records in {files[0]} have no float feature {key!r} (they have {found}): "
+                "the Trainer's examples must be BottleneckCache's output, made with the same "
+                "cut_layer and cut_candidates"
             )
         return len(feature.float_list.value)
     raise ValueError(f"{files[0]} holds no record")
@@ -114,6 +118,7 @@ def bottleneck_dataset(
     size: int,
     *,
     shuffle_seed: int | None = None,
+    key: str = BOTTLENECK_KEY,
 ) -> tf.data.Dataset:
     """(bottleneck float32 [batch, *shape], label int64 [batch]) batches.
 
@@ -124,17 +129,18 @@ def bottleneck_dataset(
         size: number of labelled examples in the files (count_labels).
         shuffle_seed: shuffle with this seed (every epoch a new order); None keeps the
             file order (evaluation).
+        key: the vector's feature (a candidate's, examples.candidate_key, for cut auto).
     """
     shape = [int(d) for d in shape]
     spec = {
-        BOTTLENECK_KEY: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32),
+        key: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32),
         LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
     }
     ds = (
         read_records(files)
         .map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
         .filter(_labelled)
-        .map(lambda f: (tf.reshape(f[BOTTLENECK_KEY], shape), f[LABEL_KEY]))
+        .map(lambda f: (tf.reshape(f[key], shape), f[LABEL_KEY]))
         .cache()
     )
     return _shuffle_batch(ds, batch_size, size, shuffle_seed).prefetch(tf.data.AUTOTUNE)
@@ -204,3 +210,30 @@ def resolve_base_model(path: str | None) -> str:
         f"base_model: no {model_io.KERAS_MODEL_FILE} in {path} or {parent}; the base must "
         "be a Model artifact holding model.keras (BaseModelGen, or another Trainer)"
     )
+
+
+def candidate_arrays(
+    files: Sequence[str], keys: Mapping[str, str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every labelled record's vectors of several features, in memory.
+
+    Args:
+        files: gzipped TFRecord files of BottleneckCache (one split).
+        keys: name -> float-list feature (cut candidates: examples.candidate_key).
+
+    Returns:
+        (name -> float32 [examples, dim], labels int64 [examples]), rows aligned.
+    """
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in keys}
+    labels = []
+    for serialized in read_records(files):
+        feature = tf.train.Example.FromString(serialized.numpy()).features.feature
+        label = feature[LABEL_KEY].int64_list.value[0]
+        if label < 0:
+            continue
+        labels.append(label)
+        for name, key in keys.items():
+            rows[name].append(np.asarray(feature[key].float_list.value, np.float32))
+    if not labels:
+        raise ValueError(f"no labelled record in {list(files)}")
+    return {name: np.stack(values) for name, values in rows.items()}, np.array(labels, np.int64)

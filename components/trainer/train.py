@@ -47,7 +47,9 @@ import tensorflow as tf
 
 from components.common import model_io, model_surgery, progress
 from components.common.artifact_io import join
+from components.common.examples import BOTTLENECK_KEY, candidate_key
 from components.common.schema import class_names_from_schema
+from components.trainer import cut_selection as cut_selection_lib
 from components.trainer import data, reports
 from components.trainer.config import MODE_FULL, TrainerConfig
 
@@ -97,6 +99,8 @@ class TrainResult:
     eval_counts: np.ndarray
     fine_tune: FineTuneChoice
     phases: tuple[PhaseResult, ...]
+    cut_layer: str = ""  # the cut trained (cut_layer "auto": the one selected)
+    cut_selection: cut_selection_lib.CutSelection | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,11 +172,30 @@ def train(
     keras.utils.set_random_seed(config.seed)
     train_files = data.record_files(train_files, "train")
     eval_files = data.record_files(eval_files, "eval")
-    extractor = build_extractor(config, base_model)
     full = config.mode == MODE_FULL
+    selection, key = None, BOTTLENECK_KEY
+    if config.cut_layer == model_surgery.CUT_AUTO:
+        if full:
+            raise ValueError(
+                "trainer.cut_layer 'auto' selects among cached candidates: it needs mode "
+                "'transfer' (a full-mode Trainer trains on images); set a cut_layer"
+            )
+        selection = cut_selection_lib.choose_cut(
+            model_io.load_keras(base_model),
+            config.cut_candidates,
+            train_files,
+            model_surgery.HeadSpec(len(class_names), config.hidden_units, config.dropout),
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+        config = dataclasses.replace(config, cut_layer=selection.chosen, cut_candidates=())
+        key = candidate_key(selection.chosen)
+        keras.utils.set_random_seed(config.seed)  # the head starts as with a fixed cut
+    extractor = build_extractor(config, base_model)
     shape = tuple(int(d) for d in extractor.output_shape[1:])
     if not full:
-        shape = _bottleneck_shape(config, extractor, train_files)
+        shape = _bottleneck_shape(config, extractor, train_files, key)
     train_counts = data.count_labels(train_files, len(class_names), "train")
     eval_counts = data.count_labels(eval_files, len(class_names), "eval")
     choice = (
@@ -182,7 +205,7 @@ def train(
     )
     head_spec = model_surgery.HeadSpec(len(class_names), config.hidden_units, config.dropout)
     head = model_surgery.build_head(shape, head_spec)
-    splits = _Splits(train_files, eval_files, int(train_counts.sum()), int(eval_counts.sum()))
+    splits = _Splits(train_files, eval_files, int(train_counts.sum()), int(eval_counts.sum()), key)
     if full:
         phases = [_train_full(extractor, head, config, splits, log_dir)]
     else:
@@ -200,6 +223,11 @@ def train(
         eval_counts=eval_counts,
         fine_tune=choice,
         phases=tuple(phases),
+        cut_layer=config.cut_layer
+        or model_surgery.resolve_cut_layer(
+            model_io.load_keras(base_model), "", config.drop_top_layers
+        ),
+        cut_selection=selection,
     )
 
 
@@ -224,10 +252,12 @@ def build_extractor(config: TrainerConfig, base_model: str) -> keras.Model:
     return extractor
 
 
-def _bottleneck_shape(config: TrainerConfig, extractor: keras.Model, files) -> tuple[int, ...]:
+def _bottleneck_shape(
+    config: TrainerConfig, extractor: keras.Model, files, key: str = BOTTLENECK_KEY
+) -> tuple[int, ...]:
     """The extractor's output shape, checked against the records' vector length."""
     shape = tuple(int(d) for d in extractor.output_shape[1:])
-    dim = data.bottleneck_dim(files)
+    dim = data.bottleneck_dim(files, key)
     if dim != int(np.prod(shape)):
         raise ValueError(
             f"the bottleneck records hold {dim} values per example but the extractor "
@@ -295,15 +325,23 @@ class _Splits(NamedTuple):
     eval_files: list[str]
     train_size: int
     eval_size: int
+    key: str = BOTTLENECK_KEY  # the bottleneck feature (a candidate's for cut auto)
 
 
 def _train_head(head, config, shape, splits: _Splits, log_dir) -> PhaseResult:
     """Phase 1: the head on the cached bottleneck vectors."""
     batch = config.batch_size
     train_ds = data.bottleneck_dataset(
-        splits.train_files, shape, batch, splits.train_size, shuffle_seed=config.seed
+        splits.train_files,
+        shape,
+        batch,
+        splits.train_size,
+        shuffle_seed=config.seed,
+        key=splits.key,
     )
-    eval_ds = data.bottleneck_dataset(splits.eval_files, shape, batch, splits.eval_size)
+    eval_ds = data.bottleneck_dataset(
+        splits.eval_files, shape, batch, splits.eval_size, key=splits.key
+    )
     _compile(head, config.learning_rate)
     epochs = config.epochs
     return _fit(
@@ -478,6 +516,11 @@ def export(
         class_names,
         metrics,
     )
+    if result.cut_selection is not None:
+        written = cut_selection_lib.write_selection(
+            result.cut_selection, join(model_dir, reports.REPORTS_DIR)
+        )
+        paths.update({"cut_selection": written["json"], "cut_selection_png": written["png"]})
     return ExportResult(serving_model_dir, keras_path, paths, accuracy)
 
 
@@ -506,6 +549,8 @@ def _metrics(result, config, class_names, accuracy, matrix) -> dict[str, Any]:
         },
         "class_names": list(class_names),
         "bottleneck_shape": list(result.bottleneck_shape),
+        "cut_layer": result.cut_layer,
+        "cut_selection": result.cut_selection.to_dict() if result.cut_selection else None,
         "fine_tune": {
             "setting": config.fine_tune,
             "unfrozen_layers": result.fine_tune.layers,
