@@ -158,6 +158,18 @@ def print_summary(config, summary, seconds: float, print=print) -> int:  # noqa:
     states = summary.states
     _print_counts("ingest", summary.ingest_counts, states.get("ImageExampleGen"), print)
     _print_counts("bottleneck cache", summary.cache_counts, states.get("BottleneckCache"), print)
+    selection = summary.cut_selection if "Trainer" in states else None
+    if selection is not None:
+        print(
+            f"  cut: {selection['chosen']} (cut_layer auto: mean +- std of the head's "
+            f"{selection['folds']}-fold accuracy on the train split, {selection['seconds']:.0f}s)"
+        )
+        for candidate in selection["candidates"]:
+            mark = "  <- chosen" if candidate["layer"] == selection["chosen"] else ""
+            print(
+                f"    {candidate['layer']:<24} {candidate['dim']:>6}-d  "
+                f"{candidate['mean']:.3f} +- {candidate['std']:.3f}{mark}"
+            )
     verdict = summary.evaluation_verdict()
     if verdict is not None:
         print(f"  evaluation: {verdict}")

@@ -90,7 +90,10 @@ def _cut_problem(config: PipelineConfig) -> str | None:
     base = config.base_model
     try:
         model = _base_architecture(config)
-        model_surgery.resolve_cut_layer(model, base.cut_layer, base.drop_top_layers)
+        if base.cut_layer == model_surgery.CUT_AUTO:
+            model_surgery.resolve_cut_candidates(model, base.cut_candidates)
+        else:
+            model_surgery.resolve_cut_layer(model, base.cut_layer, base.drop_top_layers)
     except ValueError as error:
         return f"base_model: {error}"
     return None

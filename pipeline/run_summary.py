@@ -66,19 +66,29 @@ class RunSummary:
             return "RUNNING"
         return "COMPLETE"
 
-    @property
-    def eval_accuracy(self) -> float | None:
-        """The trained model's eval accuracy (the Trainer's reports/metrics.json)."""
+    def _trainer_report(self, name: str) -> dict | None:
+        """A JSON file of the Trainer's Model artifact's reports/ folder; None if absent."""
         import json
 
         import tensorflow as tf
 
         uri = self.artifact_uri("Trainer", "Model")
-        path = f"{uri}/reports/metrics.json" if uri else None
+        path = f"{uri}/reports/{name}" if uri else None
         if not path or not tf.io.gfile.exists(path):
             return None
         with tf.io.gfile.GFile(path) as f:
-            return float(json.load(f)["eval_accuracy"])
+            return json.load(f)
+
+    @property
+    def eval_accuracy(self) -> float | None:
+        """The trained model's eval accuracy (the Trainer's reports/metrics.json)."""
+        metrics = self._trainer_report("metrics.json")
+        return None if metrics is None else float(metrics["eval_accuracy"])
+
+    @property
+    def cut_selection(self) -> dict | None:
+        """cut_layer auto: the Trainer's measured table (reports/cut_selection.json)."""
+        return self._trainer_report("cut_selection.json")
 
     @property
     def pushed_version(self) -> str | None:

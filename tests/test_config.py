@@ -149,6 +149,19 @@ def test_base_model_section_is_optional_and_validated():
             "which expect 'caffe'",
         ),
         (
+            {"kind": "builtin", "name": "small_cnn", "cut_candidates": ["block1_pool", "gap"]},
+            "base_model.cut_candidates: only used with cut_layer: auto",
+        ),
+        (
+            {
+                "kind": "builtin",
+                "name": "small_cnn",
+                "cut_layer": "auto",
+                "cut_candidates": ["gap"],
+            },
+            "one candidate ('gap') leaves nothing to choose",
+        ),
+        (
             {"kind": "file", "path": "b.keras", "cut_layer": "x", "drop_top_layers": 2},
             "set cut_layer or drop_top_layers, not both",
         ),

@@ -86,6 +86,14 @@ def test_a_cut_layer_that_the_base_does_not_have(setup):
     assert len(found) == 1 and "drop_top_layers=99 is out of range" in found[0]
 
 
+def test_cut_auto_checks_its_candidates_before_the_run(setup):
+    base = {"kind": "builtin", "name": "small_cnn", "cut_layer": "auto"}
+    assert preflight.problems(_config(setup, base_model=base)) == []
+    base["cut_candidates"] = ["block2_pool", "block9_pool"]
+    found = preflight.problems(_config(setup, base_model=base))
+    assert len(found) == 1 and "cut_candidates ['block9_pool'] are not layers" in found[0]
+
+
 def test_a_cut_layer_of_a_layerwise_encoder(setup):
     layerwise = {"conv_blocks": [{"filters": 4}, {"filters": 8}]}
     base = {"kind": "layerwise_pretrain", "layerwise": layerwise, "cut_layer": "block2_pool"}
