@@ -53,19 +53,21 @@ from components.base_model_gen import bases
 from components.common import model_io
 from components.common.artifact_io import COMPRESSION, join, read_records, split_files
 from components.common.examples import IMAGE_ID_KEY
+from components.common.model_surgery import CUT_AUTO
 from components.common.schema import class_names_from_schema
 from components.trainer import data
 from components.trainer import train as trainer
 from components.trainer.config import FINE_TUNE_OFF, MODE_FULL, TrainerConfig
 
-GENERIC, TOP, RANDOM, SCRATCH, FINE_TUNED = (
+GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED = (
     "pretrained_cut",
+    "pretrained_auto",
     "pretrained_top",
     "random_frozen",
     "scratch",
     "fine_tuned",
 )
-ARMS = (GENERIC, TOP, RANDOM, SCRATCH, FINE_TUNED)
+ARMS = (GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED)
 VAL, TEST = "val", "test"
 _BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
@@ -176,6 +178,7 @@ class Result:
     accuracy: float  # on the test images
     epochs: tuple[int, ...]  # per phase
     seconds: float
+    cut: str = ""  # the cut trained (the selected one for cut_layer auto)
 
 
 def train_and_score(
@@ -195,6 +198,7 @@ def train_and_score(
         accuracy,
         tuple(phase.epochs_run for phase in result.phases),
         time.perf_counter() - start,
+        result.cut_layer,
     )
 
 
@@ -204,29 +208,54 @@ def run_arms(
     seeds: Sequence[int],
     workdir: str,
     *,
+    generic_cut: str,
     top_cut: str,
     fine_tune_layers: int,
     scratch_base: str,
     val_share: float,
     random_base: Callable[[int], keras.Model],
     arms: Sequence[str] = ARMS,
+    extra_cuts: Sequence[str] = (),
 ) -> dict[str, list[Result]]:
-    """Every arm for every seed (seed-major, so a stopped run still has paired seeds)."""
-    head = dataclasses.replace(settings, fine_tune=FINE_TUNE_OFF)
+    """Every arm for every seed (seed-major, so a stopped run still has paired seeds).
+
+    The AUTO arm (the pipeline's Trainer as configured, on the pipeline's records) runs
+    only when the config's cut_layer is "auto"; the fixed-cut arms use `generic_cut`.
+    Each of `extra_cuts` adds an arm "cut_<layer>": the pretrained base frozen at that
+    layer + a new head (to compare the automatic choice with every hand-picked one).
+    """
+    auto = settings.cut_layer == CUT_AUTO
+    arms = [arm for arm in arms if arm != AUTO or auto]
+    head = dataclasses.replace(
+        settings, fine_tune=FINE_TUNE_OFF, cut_layer=generic_cut, cut_candidates=()
+    )
     examples = split_eval(run.examples, os.path.join(workdir, "examples"), val_share)
     test_images = examples[TEST]
     pretrained_dir = data.resolve_base_model(run.base_model)
-    prepared: dict[str, dict[str, list[str]]] = {
-        GENERIC: split_eval(run.bottlenecks, os.path.join(workdir, "split", GENERIC), val_share)
-    }
+    own = split_eval(run.bottlenecks, os.path.join(workdir, "split", "pipeline"), val_share)
+    prepared: dict[str, dict[str, list[str]]] = {AUTO: own}
+    if auto:
+        uri = cache_records(run, run.base_model, generic_cut, settings.pooling, workdir, GENERIC)
+        prepared[GENERIC] = split_eval(uri, os.path.join(workdir, "split", GENERIC), val_share)
+    else:
+        prepared[GENERIC] = own
     if TOP in arms:
         uri = cache_records(run, run.base_model, top_cut, settings.pooling, workdir, TOP)
         prepared[TOP] = split_eval(uri, os.path.join(workdir, "split", TOP), val_share)
+    for layer in extra_cuts:
+        uri = cache_records(run, run.base_model, layer, settings.pooling, workdir, f"cut_{layer}")
+        prepared[f"cut_{layer}"] = split_eval(
+            uri, os.path.join(workdir, "split", f"cut_{layer}"), val_share
+        )
     results: dict[str, list[Result]] = {arm: [] for arm in arms}
+    results.update({f"cut_{layer}": [] for layer in extra_cuts})
     for seed in seeds:
         plan: list[tuple[str, TrainerConfig, str, dict[str, list[str]]]] = [
             (GENERIC, dataclasses.replace(head, seed=seed), pretrained_dir, prepared[GENERIC])
         ]
+        if AUTO in arms:
+            configured = dataclasses.replace(settings, fine_tune=FINE_TUNE_OFF, seed=seed)
+            plan.append((AUTO, configured, pretrained_dir, prepared[AUTO]))
         if TOP in arms:
             top = dataclasses.replace(head, seed=seed, cut_layer=top_cut)
             plan.append((TOP, top, pretrained_dir, prepared[TOP]))
@@ -234,7 +263,7 @@ def run_arms(
             base_dir = os.path.join(workdir, "bases", f"random_{seed}")
             model_io.save_keras(random_base(seed), base_dir)
             name = f"{RANDOM}_{seed}"
-            uri = cache_records(run, base_dir, settings.cut_layer, settings.pooling, workdir, name)
+            uri = cache_records(run, base_dir, generic_cut, settings.pooling, workdir, name)
             files = split_eval(uri, os.path.join(workdir, "split", name), val_share)
             plan.append((RANDOM, dataclasses.replace(head, seed=seed), base_dir, files))
         if SCRATCH in arms:
@@ -250,10 +279,14 @@ def run_arms(
         if FINE_TUNED in arms:
             tuned = dataclasses.replace(head, seed=seed, fine_tune=fine_tune_layers)
             plan.append((FINE_TUNED, tuned, pretrained_dir, prepared[GENERIC]))
+        for layer in extra_cuts:
+            fixed = dataclasses.replace(head, seed=seed, cut_layer=layer)
+            plan.append((f"cut_{layer}", fixed, pretrained_dir, prepared[f"cut_{layer}"]))
         for arm, config, base_dir, files in plan:
             result = train_and_score(arm, config, run, base_dir, files, test_images)
             print(
-                f"  seed {seed} {arm:<15} {result.accuracy:.4f} ({result.seconds:.0f} s)",
+                f"  seed {seed} {arm:<15} {result.accuracy:.4f} ({result.seconds:.0f} s, "
+                f"cut {result.cut})",
                 flush=True,
             )
             results[arm].append(result)
@@ -262,7 +295,8 @@ def run_arms(
 
 # --- the table -------------------------------------------------------------------------------
 DESCRIPTIONS = {
-    GENERIC: "pretrained, frozen, cut at {cut} + new head (the pipeline's Trainer)",
+    GENERIC: "pretrained, frozen, cut at {cut} (a generic block, hand-picked) + new head",
+    AUTO: "the pipeline's Trainer as configured: cut_layer auto (5-fold CV on train)",
     TOP: "pretrained, frozen, cut at {top_cut} (the block retrained for edges) + new head",
     RANDOM: "same architecture, random frozen weights, cut at {cut} + new head",
     SCRATCH: "{scratch_base} at {size}, every layer trained from scratch on the images",
@@ -291,6 +325,7 @@ def summarize(results: dict[str, list[Result]], descriptions: dict[str, str]) ->
             "max": float(accuracies.max()),
             "epochs": [list(r.epochs) for r in runs],
             "seconds": float(sum(r.seconds for r in runs)),
+            "cuts": [r.cut for r in runs],
         }
         if arm != GENERIC:
             paired = accuracies - reference[: len(accuracies)]
@@ -325,6 +360,8 @@ def format_table(arms: dict, counts: dict[str, int], seeds: Sequence[int]) -> st
         )
     lines.append("")
     lines += [f"- {arm}: {entry['description']}" for arm, entry in arms.items()]
+    if AUTO in arms:
+        lines.append(f"- {AUTO} chose, per seed: {', '.join(arms[AUTO]['cuts'])}")
     lines.append(
         f"- images: {counts['train']} train (the few labels), {counts[VAL]} val (early "
         f"stopping, every arm), {counts[TEST]} test (reported; never trained or stopped on)"
@@ -348,6 +385,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", required=True, help="the pipeline config (YAML)")
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    parser.add_argument(
+        "--generic-cut",
+        default="",
+        help="the hand-picked generic cut (default: the config's cut_layer; block4_pool "
+        "when that is auto)",
+    )
     parser.add_argument("--top-cut", default="block5_pool", help="the top block's cut layer")
     parser.add_argument(
         "--fine-tune-layers", type=int, default=3, help="weighted layers unfrozen (default 3)"
@@ -359,6 +402,12 @@ def _parser() -> argparse.ArgumentParser:
         "--val-share", type=float, default=0.4, help="share of the eval images used as val"
     )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"subset of {','.join(ARMS)}")
+    parser.add_argument(
+        "--also-cuts",
+        default="",
+        help="comma-separated layers: one more arm per layer, the pretrained base frozen "
+        "there + a new head (e.g. every candidate of cut_layer auto)",
+    )
     parser.add_argument("--out", action="append", default=[], help=".json or markdown")
     parser.add_argument("--verbose", action="store_true", help="show Keras' epoch lines")
     return parser
@@ -384,8 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config(args.config)
     base = config.base_model
-    if base is None or base.kind != "keras_application":
-        print(f"{args.config}: the table needs base_model.kind keras_application", file=sys.stderr)
+    if base is None or base.kind not in ("keras_application", "builtin"):
+        print(
+            f"{args.config}: the table needs base_model.kind keras_application or builtin "
+            "(its random_frozen arm rebuilds the architecture)",
+            file=sys.stderr,
+        )
         return 2
     try:
         run = find_run(config.metadata_file, config.pipeline_name, config.schema)
@@ -397,10 +450,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         absl_logging.set_verbosity(absl_logging.WARNING)
     settings = trainer_config(config)
     image = settings.image
+    generic_cut = args.generic_cut or (
+        "block4_pool" if settings.cut_layer == CUT_AUTO else settings.cut_layer
+    )
     seeds = [settings.seed + i for i in range(args.seeds)]
     descriptions = {
         arm: DESCRIPTIONS[arm].format(
-            cut=settings.cut_layer,
+            cut=generic_cut,
             top_cut=args.top_cut,
             scratch_base=args.scratch_base,
             size=f"{image.height}x{image.width}",
@@ -409,6 +465,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for arm in arms
     }
+    extra_cuts = [layer.strip() for layer in args.also_cuts.split(",") if layer.strip()]
+    descriptions.update(
+        {
+            f"cut_{layer}": f"pretrained, frozen, cut at {layer} (hand-picked) + new head"
+            for layer in extra_cuts
+        }
+    )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="transfer_table_") as workdir:
         results = run_arms(
@@ -416,14 +479,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             run,
             seeds,
             workdir,
+            generic_cut=generic_cut,
             top_cut=args.top_cut,
             fine_tune_layers=args.fine_tune_layers,
             scratch_base=args.scratch_base,
             val_share=args.val_share,
-            random_base=lambda seed: bases.build_application(
-                base.name, image.height, image.width, "", seed
+            random_base=lambda seed: (
+                bases.build_application(base.name, image.height, image.width, "", seed)
+                if base.kind == "keras_application"
+                else bases.build_builtin(base.name, image.height, image.width, seed)
             ),
             arms=arms,
+            extra_cuts=extra_cuts,
         )
         split = split_eval(run.examples, os.path.join(workdir, "count"), args.val_share)
         counts = {part: _count(files) for part, files in split.items()}

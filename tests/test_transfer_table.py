@@ -18,7 +18,8 @@ from components.trainer.config import TrainerConfig
 SEEDS = (0, 1)
 CONFIG = TrainerConfig(
     image=testing.TINY_SPEC,
-    cut_layer="relu1",
+    cut_layer="auto",
+    cut_candidates=("relu1", "conv2"),
     pooling="avg",
     learning_rate=0.01,
     batch_size=4,
@@ -57,13 +58,20 @@ def world(tmp_path_factory, run_image_example_gen, run_cache, transform_dir, tin
     examples, _, _ = run_image_example_gen(root, root / "images")
     transform = testing.artifact(standard_artifacts.TransformGraph, transform_dir)
     base = testing.artifact(standard_artifacts.Model, tiny_base)
-    bottlenecks = run_cache(root, (examples, transform, base, 24), "bottlenecks")
+    bottlenecks = run_cache(
+        root,
+        (examples, transform, base, 24),
+        "bottlenecks",
+        cut_layer="auto",
+        cut_candidates='["relu1", "conv2"]',
+    )
     run = table.Run(examples.uri, transform_dir, tiny_base, bottlenecks.uri, ("blue", "red"))
     results = table.run_arms(
         CONFIG,
         run,
         SEEDS,
         str(root / "work"),
+        generic_cut="relu1",
         top_cut="conv2",
         fine_tune_layers=1,
         scratch_base="small_cnn",
@@ -81,6 +89,9 @@ def test_every_arm_has_a_test_accuracy_per_seed(world):
         assert all(0.0 <= r.accuracy <= 1.0 for r in runs), arm
     assert all(len(r.epochs) == 2 for r in results[table.FINE_TUNED])  # head, fine-tune
     assert all(len(r.epochs) == 1 for r in results[table.GENERIC])
+    assert all(r.cut == "relu1" for r in results[table.GENERIC])
+    assert all(r.cut == "conv2" for r in results[table.TOP])
+    assert all(r.cut in ("relu1", "conv2") for r in results[table.AUTO])
 
 
 def test_third_split_divides_eval_into_disjoint_val_and_test(world, tmp_path):
@@ -100,13 +111,14 @@ def test_summary_pairs_each_arm_with_the_generic_cut(world, tmp_path):
     results = world["results"]
     summary = table.summarize(results, {arm: arm for arm in table.ARMS})
     generic = [r.accuracy for r in results[table.GENERIC]]
-    for arm in table.ARMS[1:]:
+    for arm in [a for a in table.ARMS if a != table.GENERIC]:
         paired = summary[arm]["minus_generic"]["per_seed"]
         expected = [r.accuracy - g for r, g in zip(results[arm], generic, strict=True)]
         np.testing.assert_allclose(paired, expected)
     text = table.format_table(summary, {"train": 12, "val": 6, "test": 6}, SEEDS)
     for arm in table.ARMS:
         assert f"| {arm} |" in text
+    assert f"- {table.AUTO} chose, per seed: " in text
     assert "6 test (reported; never trained or stopped on)" in text
     json.dumps(summary)  # JSON-able
 
