@@ -41,23 +41,29 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import logging as absl_logging
+from pipeline.cli import quiet_third_party
 
-from bench.transfer_vs_scratch import _MAKE_DEMO, MissingArtifactsError, evaluate_accuracy
-from components.base_model_gen import bases
-from components.common import model_io
-from components.common.artifact_io import COMPRESSION, join, read_records, split_files
-from components.common.examples import IMAGE_ID_KEY
-from components.common.model_surgery import CUT_AUTO
-from components.common.schema import class_names_from_schema
-from components.trainer import data
-from components.trainer import train as trainer
-from components.trainer.config import FINE_TUNE_OFF, MODE_FULL, TrainerConfig
+# The CLI's known third-party noise (TensorFlow's C++ start-up lines, the Google
+# clients' Python 3.10 FutureWarning), hidden before the imports below print it.
+quiet_third_party()
+from collections.abc import Callable, Sequence  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+from bench.transfer_vs_scratch import _MAKE_DEMO, MissingArtifactsError, evaluate_accuracy  # noqa: E402
+from components.base_model_gen import bases  # noqa: E402
+from components.common import model_io  # noqa: E402
+from components.common.artifact_io import COMPRESSION, join, read_records, split_files  # noqa: E402
+from components.common.examples import IMAGE_ID_KEY  # noqa: E402
+from components.common.model_surgery import CUT_AUTO  # noqa: E402
+from components.common.schema import class_names_from_schema  # noqa: E402
+from components.trainer import data  # noqa: E402
+from components.trainer import train as trainer  # noqa: E402
+from components.trainer.config import FINE_TUNE_OFF, MODE_FULL, TrainerConfig  # noqa: E402
 
 GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED = (
     "pretrained_cut",
@@ -417,9 +423,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the table; 0 on success, 2 when the run's artifacts are missing."""
     parser = _parser()
     args = parser.parse_args(argv)
-    from pipeline.cli import quiet_third_party
-
-    quiet_third_party()
     arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     unknown = sorted(set(arms) - set(ARMS))
     if unknown or GENERIC not in arms:

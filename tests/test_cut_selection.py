@@ -111,3 +111,22 @@ def test_resolve_cut_candidates_orders_and_checks_names():
 
 def test_candidate_feature_names():
     assert candidate_key("block4_pool") == "bottleneck@block4_pool"
+
+
+def test_default_candidates_skip_a_nested_head():
+    """A source-trained classifier ends in a nested head model: not a cut point."""
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for i in (1, 2, 3):
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="head")
+    classifier = keras.Model(inputs, head(x))
+    candidates = model_surgery.default_cut_candidates(classifier)
+    assert candidates == ["pool1", "pool2", "pool3", "gap"]
+    extractor = model_surgery.multi_extractor(classifier, candidates, "flatten")
+    assert extractor(np.zeros((2, 32, 32, 3), np.float32)).shape == (
+        2,
+        16 * 16 * 4 + 8 * 8 * 4 + 4 * 4 * 4 + 4,
+    )

@@ -342,7 +342,7 @@ class _WriteStagedDoFn(beam.DoFn):
     def start_bundle(self):
         self._files = {}  # destination -> [writer, path, count]
 
-    def process(self, element: tuple[str, bytes]) -> None:
+    def process(self, element: tuple[str, bytes]) -> Iterable:
         destination, record = element
         entry = self._files.get(destination)
         if entry is None:
@@ -354,6 +354,7 @@ class _WriteStagedDoFn(beam.DoFn):
             entry = self._files[destination] = [tf.io.TFRecordWriter(path, options), path, 0]
         entry[0].write(record)
         entry[2] += 1
+        return ()  # emits at finish_bundle; an explicit empty result (Beam warns on None)
 
     def finish_bundle(self):
         for destination, (writer, path, count) in self._files.items():
@@ -389,6 +390,7 @@ class _FinalizeDoFn(_TallyDoFn):
             _counter("cache_shards_written").inc()
         else:
             self.tally[split_count_name(destination)] += count
+        return ()  # only counts (emitted at finish_bundle); Beam warns on None
 
 
 class _SummaryFn(beam.CombineFn):

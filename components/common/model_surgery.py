@@ -113,7 +113,13 @@ def default_cut_candidates(
     resolution, padding layers aside (strided networks such as MobileNetV2 or
     ResNet50). The base's own output layer is always a candidate.
     """
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    # Nested models (e.g. the head of a classifier trained on a source task) are not
+    # cut points: their `output` is their own graph's, not the outer model's.
+    layers = [
+        layer
+        for layer in model.layers
+        if not isinstance(layer, (keras.layers.InputLayer, keras.Model))
+    ]
     pools = [layer.name for layer in layers if isinstance(layer, _POOLING_LAYERS)]
     if len(pools) >= 3:
         names = pools
