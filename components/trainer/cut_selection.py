@@ -10,8 +10,9 @@ fit it. The best mean fold accuracy wins; ties (means within ``TIE``) go to the 
 cheaper layer (fewer layers to run, smaller vectors for the serving model).
 
 Each fold trains a fixed number of epochs (``epochs``: no early stopping, which would
-need a third split inside the fold). The folds, the head's initialisation and the
-shuffling are seeded, so the same data and seed give the same choice.
+need a third split inside the fold), from the same seeded initial weights. The folds,
+the head's initialisation and the shuffling are seeded, so the same data and seed give
+the same choice.
 
 Why inside the Trainer and not a component of its own: the Trainer already reads these
 records and owns the head's settings; the selection costs seconds on cached vectors,
@@ -121,25 +122,33 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return assignment
 
 
-def _fold_accuracy(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
-    head: model_surgery.HeadSpec,
-    learning_rate: float,
-    batch_size: int,
-    epochs: int,
-    seed: int,
-) -> float:
-    keras.utils.set_random_seed(seed)
-    model = model_surgery.build_head((train_x.shape[1],), head)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
-    )
-    model.fit(train_x, train_y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
-    predicted = np.argmax(model.predict(test_x, batch_size=256, verbose=0), axis=-1)
-    return float(np.mean(predicted == test_y))
+class _Head:
+    """The configured head for one candidate, compiled once and reset for every fold
+    (weights to their seeded initial values, Adam's state to zero), so the folds share
+    one traced training step instead of tracing k of them."""
+
+    def __init__(self, dim: int, head: model_surgery.HeadSpec, learning_rate: float, seed: int):
+        keras.utils.set_random_seed(seed)
+        self.model = model_surgery.build_head((dim,), head)
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
+        )
+        self._initial = self.model.get_weights()
+
+    def fold_accuracy(
+        self,
+        train: tuple[np.ndarray, np.ndarray],
+        held_out: tuple[np.ndarray, np.ndarray],
+        batch_size: int,
+        epochs: int,
+    ) -> float:
+        self.model.set_weights(self._initial)
+        for variable in self.model.optimizer.variables:
+            if not variable.path.endswith("learning_rate"):
+                variable.assign(np.zeros(variable.shape, variable.dtype))
+        self.model.fit(*train, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
+        probabilities = keras.ops.convert_to_numpy(self.model(held_out[0], training=False))
+        return float(np.mean(np.argmax(probabilities, axis=-1) == held_out[1]))
 
 
 def select_cut(
@@ -173,20 +182,13 @@ def select_cut(
     scores = []
     for layer, matrix in vectors.items():
         matrix = np.asarray(matrix, dtype=np.float32)
+        model = _Head(int(matrix.shape[1]), head, learning_rate, seed)
         accuracies = []
         for fold in range(k):
             held = assignment == fold
             accuracies.append(
-                _fold_accuracy(
-                    matrix[~held],
-                    labels[~held],
-                    matrix[held],
-                    labels[held],
-                    head,
-                    learning_rate,
-                    batch_size,
-                    epochs,
-                    seed + fold,
+                model.fold_accuracy(
+                    (matrix[~held], labels[~held]), (matrix[held], labels[held]), batch_size, epochs
                 )
             )
         scores.append(CandidateScore(layer, int(matrix.shape[1]), tuple(accuracies)))
