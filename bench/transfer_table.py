@@ -303,7 +303,7 @@ def run_arms(
 DESCRIPTIONS = {
     GENERIC: "pretrained, frozen, cut at {cut} (a generic block, hand-picked) + new head",
     AUTO: "the pipeline's Trainer as configured: cut_layer auto (5-fold CV on train)",
-    TOP: "pretrained, frozen, cut at {top_cut} (the block retrained for edges) + new head",
+    TOP: "pretrained, frozen, cut at {top_cut} (the top of the base) + new head",
     RANDOM: "same architecture, random frozen weights, cut at {cut} + new head",
     SCRATCH: "{scratch_base} at {size}, every layer trained from scratch on the images",
     FINE_TUNED: "{cut} arm, then its top {k} weighted layers + head at lr x {factor:g}",
