@@ -238,6 +238,7 @@ class RunResult:
     eval_counts: tuple[int, ...]
     weight_shapes: tuple[tuple[int, ...], ...]
     seconds: float
+    cut_layer: str = ""  # the cut trained (for cut_layer auto: the one selected)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -291,6 +292,7 @@ def _run(
         eval_counts=tuple(int(c) for c in result.eval_counts),
         weight_shapes=tuple(tuple(w.shape) for w in result.classifier.weights),
         seconds=time.perf_counter() - start,
+        cut_layer=result.cut_layer,
     )
 
 
@@ -318,6 +320,7 @@ def run_scratch(
     build_base: BaseBuilder,
     workdir: str,
     learning_rate: float | None = None,
+    cut_layer: str | None = None,
 ) -> RunResult:
     """The same network from a fresh init, every layer trained on the train images.
 
@@ -329,11 +332,15 @@ def run_scratch(
         build_base: seed -> a fresh base (scratch_builder).
         workdir: the fresh base is saved under ``scratch_base_dir(workdir, seed)``.
         learning_rate: None: the config's (the transfer arm's).
+        cut_layer: the cut the transfer arm trained (required when the config's
+            cut_layer is "auto": the scratch network is cut at the same layer).
     """
     base_dir = scratch_base_dir(workdir, seed)
     model_io.save_keras(build_base(seed), base_dir)
+    fixed_cut = {} if cut_layer is None else {"cut_layer": cut_layer, "cut_candidates": ()}
     scratch_config = dataclasses.replace(
         config,
+        **fixed_cut,
         mode=MODE_FULL,
         seed=seed,
         learning_rate=config.learning_rate if learning_rate is None else learning_rate,
@@ -447,7 +454,15 @@ def compare(
     for seed in seeds:
         transfer_run = run_transfer(config, inputs, seed)
         logging.info("transfer seed %d: %.4f", seed, transfer_run.accuracy)
-        scratch_run = run_scratch(config, inputs, seed, build_base, workdir, scratch_learning_rate)
+        scratch_run = run_scratch(
+            config,
+            inputs,
+            seed,
+            build_base,
+            workdir,
+            scratch_learning_rate,
+            cut_layer=transfer_run.cut_layer,  # the same network (auto: this seed's choice)
+        )
         logging.info("scratch seed %d: %.4f", seed, scratch_run.accuracy)
         if transfer_run.weight_shapes != scratch_run.weight_shapes:
             raise ValueError(
@@ -465,6 +480,7 @@ def compare(
     first = transfer_runs[0]
     settings = {
         "cut_layer": config.cut_layer,
+        "cut_per_seed": [run.cut_layer for run in transfer_runs],
         "drop_top_layers": config.drop_top_layers,
         "pooling": config.pooling,
         "hidden_units": list(config.hidden_units),
@@ -526,7 +542,8 @@ def format_table(comparison: Comparison) -> str:
         f"{settings['transfer_learning_rate']:g}",
         f"- {SCRATCH}: {ARM_DESCRIPTIONS[SCRATCH]}, learning rate "
         f"{settings['scratch_learning_rate']:g}",
-        f"- both: cut {settings['cut_layer'] or settings['drop_top_layers']!s}, pooling "
+        f"- both: cut {settings['cut_layer'] or settings['drop_top_layers']!s} (per seed: "
+        f"{', '.join(settings['cut_per_seed'])}), pooling "
         f"{settings['pooling']}, head hidden units {settings['hidden_units']}, dropout "
         f"{settings['dropout']:g}, batch {settings['batch_size']}, at most "
         f"{settings['epochs']} epochs, early stopping patience "
