@@ -4,8 +4,10 @@ Everything is measured side by side in one run, on the same images and the same
 model, and printed as ratios (not a timed test: absolute numbers depend on the
 machine, the ratios much less)::
 
-    python -m bench.bottleneck_bench [--images 256] [--size 224] [--batch-size 32] \
-        [--out snippet.md] [--no-multiprocessing] [--no-memory] [--workdir DIR]
+    python -m bench.bottleneck_bench [--base mobilenet_v2|vgg16|both] [--images 256] \
+        [--size 224] [--vgg16-sizes 96[,224]] [--vgg16-cuts block4_pool[,block5_pool]] \
+        [--batch-size 32] [--out snippet.md] [--no-multiprocessing] [--no-memory] \
+        [--workdir DIR]
 
 Inputs, built the way the pipeline builds them:
 
@@ -14,10 +16,21 @@ Inputs, built the way the pipeline builds them:
   256x256 for size 224, spread round-robin over 10 class folders, ingested by
   ImageExampleGen's executor into a real Examples artifact (train/eval by content hash);
 - transform graph: tf.Transform export of ``components.common.preprocessing.preprocessing_fn``
-  (ImageSpec size x size, bilinear stretch, symmetric scaling), written by
+  (ImageSpec size x size, bilinear stretch, the base's scaling), written by
   ``components.common.testing.write_transform`` as the tests write theirs;
-- base: ``keras.applications.MobileNetV2(include_top=False, weights=None)``, seeded,
-  saved with ``components.common.model_io.save_keras``; cut at "out_relu", avg pooling (1280-d).
+- bases (``--base``; both by default), each ``include_top=False, weights=None`` (random
+  weights compute at the same speed as pretrained ones; nothing is downloaded), seeded,
+  saved with ``components.common.model_io.save_keras``, avg pooling:
+  ``keras.applications.MobileNetV2`` at ``--size`` (224), cut at "out_relu" (1280-d),
+  symmetric scaling; and the heavy base ``keras.applications.VGG16`` at each of
+  ``--vgg16-sizes`` (96, the photo demo's size, pipeline/configs/photos.yaml; 224 is
+  VGG16's native one), cut at each of ``--vgg16-cuts`` (block4_pool, the cut the demo's
+  ``cut_layer: auto`` picks, 512-d), caffe scaling as in the demo.
+  Images are generated per input size (sides around 8/7 x size).
+
+MobileNetV2 gets every figure below; VGG16 gets figure 2 (its own warm-up and cold Do
+as in figure 1, then the two epochs), and figure 2 is printed for every (base, size,
+cut) side by side in one table at the end.
 
 Figures (see docs/PERFORMANCE.md for what each timing includes):
 
@@ -29,9 +42,12 @@ Figures (see docs/PERFORMANCE.md for what each timing includes):
    throughput from the two fresh-process runs of figure 4 (extra images / extra time,
    i.e. without the job's fixed costs).
 2. One head-training epoch (Dense softmax, 10 classes, Keras fit, batch size as given)
-   on the cached vectors vs through the frozen base (decode + resize + MobileNetV2
-   forward + the same head step); target speedup >= 100x; break-even epochs
-   = cache build time / (epoch through base - epoch on cached vectors).
+   on the cached vectors vs through the frozen base (decode + resize + the base's
+   forward + the same head step; median of BASE_EPOCHS epochs after the first, which
+   traces); target speedup >= 100x; break-even epochs
+   = cache build time (cold Do) / (epoch through base - epoch on cached vectors), from
+   wall times and from this process's CPU times (time.process_time over the same spans:
+   other processes on a shared machine skew it much less).
 3. Incremental rerun after adding 10% new images (new Examples artifact holding old +
    new, same cache dir): its time as a share of the cold run (target < 20%), and the
    vectors computed (target: only the new images).
@@ -42,6 +58,7 @@ Figures (see docs/PERFORMANCE.md for what each timing includes):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import io
 import json
@@ -71,13 +88,13 @@ from components.image_example_gen.testing import run_executor as run_ingest
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20251125
-CUT_LAYER = "out_relu"
 NUM_CLASSES = 10
 TRAIN_RATIO = 0.8
 NEW_SHARE = 0.10  # incremental rerun: 10% new images
 MEMORY_SCALE = 4
 WARMUP_IMAGES = 16
 CACHED_EPOCHS = 10  # timed epochs on cached vectors (median taken)
+BASE_EPOCHS = 3  # timed epochs through the frozen base (median taken)
 MULTI_ARGS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 RESULT_PREFIX = "BOTTLENECK_BENCH_RESULT "
 
@@ -85,6 +102,26 @@ TARGET_THROUGHPUT = 0.85
 TARGET_SPEEDUP = 100.0
 TARGET_INCREMENTAL = 0.20
 TARGET_MEMORY = 1.25
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """A Keras Applications base without top (weights=None), cut and avg-pooled."""
+
+    key: str  # the --base choice
+    name: str  # keras.applications.<name>
+    cut: str  # the default cut layer
+    scaling: str  # ImageSpec.scaling the pipeline would use for it
+
+    def build(self, size: int) -> keras.Model:
+        application = getattr(keras.applications, self.name)
+        return application(include_top=False, weights=None, input_shape=(size, size, 3))
+
+
+MOBILENET_V2 = Base("mobilenet_v2", "MobileNetV2", "out_relu", "symmetric")
+# The heavy base: the photo demo's network (issue 14), cut at a generic block.
+VGG16 = Base("vgg16", "VGG16", "block4_pool", "caffe")
+VGG16_CUTS = ("block3_pool", "block4_pool", "block5_pool")
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -126,25 +163,23 @@ def read_records(examples_uri: str, splits, feature_spec: dict) -> dict[str, np.
     return {key: np.concatenate([p[key].numpy() for p in parts]) for key in feature_spec}
 
 
-def save_base(directory: str, size: int, seed: int = SEED) -> str:
-    """Seeded MobileNetV2 without top (random weights) saved as <directory>/model.keras."""
+def save_base(directory: str, size: int, seed: int = SEED, base: Base = MOBILENET_V2) -> str:
+    """Seeded `base` without top (random weights) saved as <directory>/model.keras."""
     keras.utils.set_random_seed(seed)
-    model = keras.applications.MobileNetV2(
-        include_top=False, weights=None, input_shape=(size, size, 3)
-    )
-    return testing.save_base(model, directory)
+    return testing.save_base(base.build(size), directory)
 
 
-def load_extractor(base_uri: str) -> keras.Model:
-    """The same frozen extractor the cache builds: cut at CUT_LAYER, avg pooling."""
-    return model_surgery.feature_extractor(model_io.load_keras(base_uri), CUT_LAYER, pooling="avg")
+def load_extractor(base_uri: str, cut_layer: str) -> keras.Model:
+    """The same frozen extractor the cache builds: cut at `cut_layer`, avg pooling."""
+    return model_surgery.feature_extractor(model_io.load_keras(base_uri), cut_layer, pooling="avg")
 
 
 # --- the cache job --------------------------------------------------------------------
 def run_cache(job: dict, name: str, beam_args=None) -> tuple[float, object]:
     """Times BottleneckCache's Executor.Do end to end; returns (seconds, output artifact).
 
-    `job` holds examples (uri), split_names, transform, base, cache_dir, work, batch_size.
+    `job` holds examples (uri), split_names, transform, base, cut_layer, cache_dir, work,
+    batch_size.
     """
     examples = testing.artifact(standard_artifacts.Examples, job["examples"], job["split_names"])
     transform = testing.artifact(standard_artifacts.TransformGraph, job["transform"])
@@ -159,7 +194,7 @@ def run_cache(job: dict, name: str, beam_args=None) -> tuple[float, object]:
         tmp_dir=os.path.join(job["work"], "tmp", name),
         unique_id=name,
         beam_args=beam_args,
-        cut_layer=CUT_LAYER,
+        cut_layer=job["cut_layer"],
         batch_size=job["batch_size"],
     )
     return time.perf_counter() - start, output
@@ -192,10 +227,10 @@ def keras_seconds(encoded: np.ndarray, extractor, image_spec: pp.ImageSpec, batc
     return time.perf_counter() - start
 
 
-def keras_cold_seconds(encoded: np.ndarray, base_uri: str, image_spec, batch: int) -> float:
+def keras_cold_seconds(encoded: np.ndarray, job: dict, image_spec, batch: int) -> float:
     """Plain Keras as a fresh job would run it: load model.keras, cut, trace, predict."""
     start = time.perf_counter()
-    extractor = load_extractor(base_uri)
+    extractor = load_extractor(job["base"], job["cut_layer"])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def compute(images):
@@ -206,23 +241,32 @@ def keras_cold_seconds(encoded: np.ndarray, base_uri: str, image_spec, batch: in
     return time.perf_counter() - start
 
 
-def measure_throughput(args, setup: dict) -> dict:
-    """Warm-up Do (small set), Keras pass, cold Do, Keras pass again (best kept)."""
-    image_spec = pp.ImageSpec(height=args.size, width=args.size)
-    warm_job = {**setup["job"], "cache_dir": os.path.join(setup["work"], "cache_warmup")}
+def warm_up(setup: dict, job: dict, name: str) -> float:
+    """A Do on the small warm-up set with another base of the same kind, into its own
+    cache (imports, TF runtime, Beam); the cold Do that follows still loads and traces
+    its own base. Returns its seconds."""
+    warm_job = {**job, "cache_dir": os.path.join(setup["work"], f"cache_{name}")}
     warm_job.update(examples=setup["warmup"].uri, split_names=setup["warmup"].split_names)
     warm_job["base"] = setup["warmup_base"]  # another model: the cold Do loads its own
-    warm_seconds, _ = run_cache(warm_job, "warmup")
+    return run_cache(warm_job, name)[0]
+
+
+def measure_throughput(args, setup: dict) -> dict:
+    """Warm-up Do (small set), Keras pass, cold Do, Keras pass again (best kept)."""
+    image_spec = setup["image_spec"]
+    warm_seconds = warm_up(setup, setup["job"], "warmup")
     encoded = read_records(
         setup["job"]["examples"],
         contract.SPLITS,
         {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)},
     )[IMAGE_KEY]
-    extractor = load_extractor(setup["job"]["base"])
+    extractor = load_extractor(setup["job"]["base"], setup["job"]["cut_layer"])
     keras_runs = [keras_seconds(encoded, extractor, image_spec, args.batch_size)]
+    cpu_start = time.process_time()
     cold_seconds, cold = run_cache(setup["job"], "cold")
+    cold_cpu = time.process_time() - cpu_start
     keras_runs.append(keras_seconds(encoded, extractor, image_spec, args.batch_size))
-    keras_cold = keras_cold_seconds(encoded, setup["job"]["base"], image_spec, args.batch_size)
+    keras_cold = keras_cold_seconds(encoded, setup["job"], image_spec, args.batch_size)
     images = len(encoded)
     return {
         "images": images,
@@ -232,6 +276,7 @@ def measure_throughput(args, setup: dict) -> dict:
         "keras_ips": images / min(keras_runs),
         "keras_cold_s": keras_cold,
         "cold_s": cold_seconds,
+        "cold_cpu_s": cold_cpu,
         "cold_ips": images / cold_seconds,
         "cold_computed": computed(cold),
         "cold_output": cold.uri,
@@ -253,18 +298,21 @@ def measure_multiprocessing(setup: dict, keras_ips: float) -> dict:
 
 # --- 2. epochs ------------------------------------------------------------------------
 class EpochTimer(keras.callbacks.Callback):
-    """Wall time of every epoch of a fit (on_epoch_begin to on_epoch_end)."""
+    """Wall time and this process's CPU time (all threads) of every epoch of a fit
+    (on_epoch_begin to on_epoch_end)."""
 
     def __init__(self):
         super().__init__()
         self.seconds: list[float] = []
-        self._start = 0.0
+        self.cpu_seconds: list[float] = []
+        self._start = self._cpu_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
 
 def head_layer() -> keras.layers.Layer:
@@ -272,22 +320,29 @@ def head_layer() -> keras.layers.Layer:
     return keras.layers.Dense(NUM_CLASSES, activation="softmax", name="head")
 
 
-def fit_epochs(model: keras.Model, dataset: tf.data.Dataset, epochs: int) -> list[float]:
-    """Compiles (Adam, sparse CE) and fits; returns every epoch's seconds."""
+def fit_epochs(model: keras.Model, dataset: tf.data.Dataset, epochs: int) -> EpochTimer:
+    """Compiles (Adam, sparse CE) and fits; returns the timer (every epoch's seconds)."""
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     timer = EpochTimer()
     model.fit(dataset, epochs=epochs, verbose=0, callbacks=[timer])
-    return timer.seconds
+    return timer
 
 
-def measure_epochs(args, setup: dict, cold_output: str, cold_seconds: float) -> dict:
+def break_even(build: float, through_base: float, cached: float) -> float:
+    """Epochs after which building the cache has paid for itself."""
+    return build / (through_base - cached)
+
+
+def measure_epochs(args, setup: dict, cold: dict, job=None) -> dict:
     """Head epoch on the cached train vectors vs through the frozen base (first epoch of
-    each fit is the warm-up, not counted)."""
-    image_spec = pp.ImageSpec(height=args.size, width=args.size)
-    extractor = load_extractor(setup["job"]["base"])
+    each fit is the warm-up, not counted). `cold` holds the cold Do's cold_output,
+    cold_s and cold_cpu_s; `job` (default setup's) names base and cut."""
+    job = job or setup["job"]
+    image_spec, size = setup["image_spec"], setup["size"]
+    extractor = load_extractor(job["base"], job["cut_layer"])
     dim = int(extractor.outputs[0].shape[-1])
     records = read_records(
-        cold_output,
+        cold["cold_output"],
         [contract.TRAIN_SPLIT],
         {
             contract.BOTTLENECK_KEY: tf.io.FixedLenFeature([dim], tf.float32),
@@ -303,18 +358,25 @@ def measure_epochs(args, setup: dict, cold_output: str, cold_seconds: float) -> 
     )
     images = tf.data.Dataset.from_tensor_slices((records[IMAGE_KEY], labels))
     images = images.batch(args.batch_size).map(lambda e, y: (image_spec.preprocess(e), y))
-    inputs = keras.Input((args.size, args.size, 3))
+    inputs = keras.Input((size, size, 3))
     base_model = keras.Model(inputs, head_layer()(extractor(inputs, training=False)))
-    base_epochs = fit_epochs(base_model, images.prefetch(tf.data.AUTOTUNE), 2)
-    epoch_cached = float(np.median(cached_epochs[1:]))
-    epoch_base = base_epochs[1]
+    base_epochs = fit_epochs(base_model, images.prefetch(tf.data.AUTOTUNE), 1 + BASE_EPOCHS)
+    epoch_cached = float(np.median(cached_epochs.seconds[1:]))
+    epoch_base = float(np.median(base_epochs.seconds[1:]))
+    epoch_cached_cpu = float(np.median(cached_epochs.cpu_seconds[1:]))
+    epoch_base_cpu = float(np.median(base_epochs.cpu_seconds[1:]))
     return {
         "train_records": len(labels),
+        "dim": dim,
         "epoch_cached_s": epoch_cached,
         "epoch_base_s": epoch_base,
-        "epoch_base_warmup_s": base_epochs[0],
+        "epoch_base_warmup_s": base_epochs.seconds[0],
+        "epoch_base_runs_s": base_epochs.seconds[1:],
+        "epoch_cached_cpu_s": epoch_cached_cpu,
+        "epoch_base_cpu_s": epoch_base_cpu,
         "speedup": epoch_base / epoch_cached,
-        "break_even_epochs": cold_seconds / (epoch_base - epoch_cached),
+        "break_even_epochs": break_even(cold["cold_s"], epoch_base, epoch_cached),
+        "break_even_cpu": break_even(cold["cold_cpu_s"], epoch_base_cpu, epoch_cached_cpu),
     }
 
 
@@ -323,7 +385,7 @@ def measure_incremental(args, setup: dict, cold_seconds: float) -> dict:
     """Adds 10% new images to the folder, re-ingests, reruns on the same cache dir; then
     reruns once more with nothing new (the floor: the job's fixed costs and I/O)."""
     new = max(1, round(args.images * NEW_SHARE))
-    write_images(setup["folder"], args.images, new, args.size)
+    write_images(setup["folder"], args.images, new, setup["size"])
     examples = ingest(setup["folder"], os.path.join(setup["work"], "ingest_incremental"))
     job = {**setup["job"], "examples": examples.uri, "split_names": examples.split_names}
     shutil.copytree(job["cache_dir"], os.path.join(setup["work"], "cache_after_cold"))
@@ -386,7 +448,7 @@ def run_child(job: dict) -> dict:
 def measure_memory(args, setup: dict) -> dict:
     """Peak RSS of a cold cache job on 1x and MEMORY_SCALE x the images, fresh processes."""
     folder = os.path.join(setup["work"], f"images_x{MEMORY_SCALE}")
-    write_images(folder, 0, args.images * MEMORY_SCALE, args.size)  # 1x is a subset
+    write_images(folder, 0, args.images * MEMORY_SCALE, setup["size"])  # 1x is a subset
     larger = ingest(folder, os.path.join(setup["work"], f"ingest_x{MEMORY_SCALE}"))
     results = {}
     for scale, examples in ((1, setup["examples"]), (MEMORY_SCALE, larger)):
@@ -480,7 +542,8 @@ def other_rows(r: dict) -> list[Row]:
         (
             "2b",
             "break-even epochs: cache build / (epoch via base - epoch cached)",
-            f"{r['break_even_epochs']:.2f} ({r['cold_s']:.1f} s build)",
+            f"{r['break_even_epochs']:.2f} ({r['cold_s']:.1f} s build; CPU time: "
+            f"{r['break_even_cpu']:.2f})",
             "-",
             "info",
         ),
@@ -530,8 +593,8 @@ def format_details(args, r: dict) -> str:
     """The raw timings behind the ratios, one per line."""
     lines = [
         f"images: {r['images']} ingested (train {r['train_records']}), input {args.size}x"
-        f"{args.size}, batch {args.batch_size}, base MobileNetV2 (weights=None) cut "
-        f"{CUT_LAYER} + avg pooling",
+        f"{args.size}, batch {args.batch_size}, base {MOBILENET_V2.name} (weights=None) cut "
+        f"{MOBILENET_V2.cut} + avg pooling",
         f"warm-up Do ({WARMUP_IMAGES} images, own cache): {r['warmup_do_s']:.1f} s",
         "keras predict passes: " + ", ".join(f"{s:.2f} s" for s in r["keras_runs_s"]),
         f"keras load + cut + trace + predict: {r['keras_cold_s']:.2f} s",
@@ -540,7 +603,8 @@ def format_details(args, r: dict) -> str:
     if "multi_s" in r:
         lines.append(f"cold Do, multi_processing x2: {r['multi_s']:.2f} s")
     lines += [
-        f"epoch through base: {r['epoch_base_s']:.2f} s (first, with tracing: "
+        f"epoch through base: median of {BASE_EPOCHS} = {r['epoch_base_s']:.2f} s "
+        f"({', '.join(f'{x:.2f}' for x in r['epoch_base_runs_s'])}; first, with tracing: "
         f"{r['epoch_base_warmup_s']:.2f} s); epoch on cached vectors: median of "
         f"{CACHED_EPOCHS} = {r['epoch_cached_s'] * 1000:.1f} ms",
         f"incremental Do: {r['incr_s']:.2f} s ({r['incr_computed']} computed, "
@@ -564,23 +628,77 @@ def format_details(args, r: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison_row(r: dict) -> dict:
+    """Figure 2's inputs of one (base, size, cut), as format_comparison takes them."""
+    keys = ("base", "size", "cut", "images", "train_records", "dim", "load_1min")
+    keys += ("warmup_do_s", "cold_s", "epoch_base_s", "epoch_base_warmup_s", "epoch_cached_s")
+    keys += ("epoch_base_runs_s", "cold_cpu_s", "epoch_base_cpu_s", "epoch_cached_cpu_s")
+    return {key: r[key] for key in keys + ("speedup", "break_even_epochs", "break_even_cpu")}
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """Figure 2 per base, side by side: cache build, the two epochs, break-even."""
+    header = (
+        "base",
+        "input",
+        "cut (vector)",
+        "cache build (cold Do): wall (CPU)",
+        "epoch through frozen base: wall (CPU)",
+        "epoch on cached vectors: wall (CPU)",
+        "speedup (wall)",
+        "break-even epochs: wall (CPU)",
+    )
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = (
+            r["base"],
+            f"{r['size']}x{r['size']}",
+            f"{r['cut']} ({r['dim']}-d)",
+            f"{r['cold_s']:.1f} s ({r['cold_cpu_s']:.1f} s), {r['images']} images",
+            f"{r['epoch_base_s']:.2f} s ({r['epoch_base_cpu_s']:.2f} s), "
+            f"{r['train_records']} train",
+            f"{r['epoch_cached_s'] * 1000:.1f} ms ({r['epoch_cached_cpu_s'] * 1000:.1f} ms)",
+            f"{r['speedup']:.0f}x",
+            f"{r['break_even_epochs']:.2f} ({r['break_even_cpu']:.2f})",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_comparison_details(rows: list[dict]) -> str:
+    """Per (base, size, cut): the rates and warm-ups behind the comparison table."""
+    lines = []
+    for r in rows:
+        lines.append(
+            f"{r['base']} {r['size']}x{r['size']} {r['cut']}: warm-up Do {r['warmup_do_s']:.1f} s; "
+            f"cold Do {r['cold_s']:.2f} s = {r['images'] / r['cold_s']:.1f} img/s; epochs "
+            f"through base {', '.join(f'{x:.2f}' for x in r['epoch_base_runs_s'])} s, median "
+            f"{r['train_records'] / r['epoch_base_s']:.1f} img/s (first epoch, with tracing: "
+            f"{r['epoch_base_warmup_s']:.2f} s); 1-minute load average at its start "
+            f"{r['load_1min']:.2f}"
+        )
+    return "\n".join(lines)
+
+
 # --- main -----------------------------------------------------------------------------
-def prepare(args, work: str) -> dict:
+def prepare(args, work: str, base: Base = MOBILENET_V2, size: int | None = None) -> dict:
     """Images, Examples artifacts, transform graph and base model under `work`."""
+    size = size or args.size
     folder = os.path.join(work, "images")
-    write_images(folder, 0, args.images, args.size)
+    write_images(folder, 0, args.images, size)
     examples = ingest(folder, os.path.join(work, "ingest"))
     warmup_folder = os.path.join(work, "images_warmup")
-    write_images(warmup_folder, 10**6, WARMUP_IMAGES, args.size)
+    write_images(warmup_folder, 10**6, WARMUP_IMAGES, size)
     warmup = ingest(warmup_folder, os.path.join(work, "ingest_warmup"))
     pattern = os.path.join(examples.uri, f"Split-{contract.TRAIN_SPLIT}", "*")
     record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"))).numpy()
-    image_spec = pp.ImageSpec(height=args.size, width=args.size)
+    image_spec = pp.ImageSpec(height=size, width=size, scaling=base.scaling)
     job = {
         "examples": examples.uri,
         "split_names": examples.split_names,
         "transform": testing.write_transform(os.path.join(work, "transform"), record, image_spec),
-        "base": save_base(os.path.join(work, "base"), args.size),
+        "base": save_base(os.path.join(work, "base"), size, SEED, base),
+        "cut_layer": base.cut,
         "cache_dir": os.path.join(work, "cache"),
         "work": work,
         "batch_size": args.batch_size,
@@ -588,18 +706,23 @@ def prepare(args, work: str) -> dict:
     return {
         "work": work,
         "folder": folder,
+        "base": base,
+        "size": size,
+        "image_spec": image_spec,
         "examples": examples,
         "warmup": warmup,
-        "warmup_base": save_base(os.path.join(work, "base_warmup"), args.size, SEED + 1),
+        "warmup_base": save_base(os.path.join(work, "base_warmup"), size, SEED + 1, base),
         "job": job,
     }
 
 
-def run(args, work: str) -> dict:
-    """Every measurement, in order; returns the flat result dict."""
+def run_full(args, work: str) -> dict:
+    """Every figure (1 to 4) on MobileNetV2, in order; returns the flat result dict."""
     setup = prepare(args, work)
+    load = os.getloadavg()[0]
     r = measure_throughput(args, setup)
-    r.update(measure_epochs(args, setup, r["cold_output"], r["cold_s"]))
+    r.update(measure_epochs(args, setup, r))
+    r.update(base=MOBILENET_V2.name, size=args.size, cut=MOBILENET_V2.cut, load_1min=load)
     r.update(measure_incremental(args, setup, r["cold_s"]))
     if not args.no_multiprocessing:
         r.update(measure_multiprocessing(setup, r["keras_ips"]))
@@ -608,24 +731,124 @@ def run(args, work: str) -> dict:
     return r
 
 
+def measure_cut(args, setup: dict, cut: str) -> dict:
+    """Figure 2 for one base, size and cut: a warm-up Do on another base of the same
+    kind, the cold Do (the cache build, as in figure 1), then the two epochs."""
+    load = os.getloadavg()[0]
+    cache_dir = os.path.join(setup["work"], f"cache_{cut}")
+    job = {**setup["job"], "cut_layer": cut, "cache_dir": cache_dir}
+    warm_seconds = warm_up(setup, job, f"warmup_{cut}")
+    cpu_start = time.process_time()
+    cold_seconds, cold = run_cache(job, f"cold_{cut}")
+    cold_cpu = time.process_time() - cpu_start
+    r = {
+        "base": setup["base"].name,
+        "size": setup["size"],
+        "cut": cut,
+        "load_1min": load,
+        "images": computed(cold) + reused(cold),
+        "warmup_do_s": warm_seconds,
+        "cold_s": cold_seconds,
+        "cold_cpu_s": cold_cpu,
+        "cold_output": cold.uri,
+    }
+    r.update(measure_epochs(args, setup, r, job))
+    return r
+
+
+def run(args, work: str) -> dict:
+    """The selected bases: {"full": figures 1-4 on MobileNetV2 or None, "rows": figure 2
+    per (base, size, cut)}."""
+    full, rows = None, []
+    if args.base in (MOBILENET_V2.key, "both"):
+        full = run_full(args, os.path.join(work, f"mobilenet_v2_{args.size}"))
+        rows.append(comparison_row(full))
+    if args.base in (VGG16.key, "both"):
+        for size in args.vgg16_sizes:
+            setup = prepare(args, os.path.join(work, f"vgg16_{size}"), VGG16, size)
+            rows += [comparison_row(measure_cut(args, setup, cut)) for cut in args.vgg16_cuts]
+    return {"full": full, "rows": rows}
+
+
+def int_list(text: str) -> list[int]:
+    """ "128,224" -> [128, 224] (argparse type)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes separated by commas: {text!r}") from None
+    if not values or min(values) < 32:
+        raise argparse.ArgumentTypeError(f"expected sizes of at least 32 (VGG16's least): {text!r}")
+    return values
+
+
+def cut_list(text: str) -> list[str]:
+    """ "block4_pool,block5_pool" -> the names, each one of VGG16_CUTS (argparse type)."""
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [value for value in values if value not in VGG16_CUTS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(VGG16_CUTS)}: {text!r}")
+    return values
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--base",
+        choices=(MOBILENET_V2.key, VGG16.key, "both"),
+        default="both",
+        help="mobilenet_v2: figures 1 to 4 on MobileNetV2; vgg16: figure 2 (cache build, "
+        "the two epochs, break-even) on VGG16; both (default): the two, figure 2 side by side",
+    )
     parser.add_argument("--images", type=int, default=256, help="images at 1x (default 256)")
-    parser.add_argument("--size", type=int, default=224, help="model input side (default 224)")
+    parser.add_argument(
+        "--size", type=int, default=224, help="MobileNetV2's input side (default 224)"
+    )
+    parser.add_argument(
+        "--vgg16-sizes",
+        type=int_list,
+        default=[96],
+        help="VGG16's input sides, comma-separated (default 96, the photo demo's; 224 is "
+        "its native size)",
+    )
+    parser.add_argument(
+        "--vgg16-cuts",
+        type=cut_list,
+        default=[VGG16.cut],
+        help=f"VGG16's cut layers, comma-separated, of {', '.join(VGG16_CUTS)} "
+        f"(default {VGG16.cut})",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", help="also write the table and details (markdown) here")
+    parser.add_argument("--out", help="also write the tables and details (markdown) here")
     parser.add_argument("--workdir", help="keep the artifacts here (default: a temp dir)")
     parser.add_argument(
         "--no-multiprocessing",
         action="store_true",
         help="skip figure 1b (DirectRunner multi_processing, 2 workers: about 1 min)",
     )
-    parser.add_argument("--no-memory", action="store_true", help="skip figure 4 (and 1c)")
+    parser.add_argument("--no-memory", action="store_true", help="skip figure 4 (and 1c, 3c)")
     parser.add_argument("--cache-job", help=argparse.SUPPRESS)  # internal: memory child
     args = parser.parse_args(argv)
     if args.images < 10:
         parser.error("--images must be at least 10")
     return args
+
+
+def format_report(args, results: dict, header: str, footer: str) -> str:
+    """The whole printed report: figures 1-4 (when run), then figure 2 per base."""
+    parts = [header]
+    full = results["full"]
+    if full is not None:
+        parts += [format_table(full), format_details(args, full)]
+    parts += [
+        "Figure 2 per base, same run: one head epoch through the frozen base vs on cached "
+        "vectors; break-even epochs = cache build / (epoch through base - epoch on cache), "
+        "from wall times and (in brackets) from this process's CPU times, which other "
+        "processes on the machine skew much less",
+        format_comparison(results["rows"]),
+        format_comparison_details(results["rows"]),
+        footer,
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
 def main(argv=None) -> None:
@@ -634,7 +857,7 @@ def main(argv=None) -> None:
         cache_job_child(json.loads(args.cache_job))
         return
     work = args.workdir or tempfile.mkdtemp(prefix="bottleneck_bench_")
-    start, load_before = time.perf_counter(), os.getloadavg()[0]
+    start, load_before = time.perf_counter(), os.getloadavg()
     try:
         results = run(args, work)
     finally:
@@ -642,13 +865,17 @@ def main(argv=None) -> None:
             shutil.rmtree(work, ignore_errors=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}"
-    report = (
+    header = (
         f"BottleneckCache benchmark, {stamp} ({machine}; TF {tf.__version__}, "
-        f"Keras {keras.__version__})\n\n{format_table(results)}\n\n"
-        f"{format_details(args, results)}\n\ntotal wall time: "
-        f"{time.perf_counter() - start:.0f} s; 1-minute load average at start "
-        f"{load_before:.2f}, at end {os.getloadavg()[0]:.2f} (other processes skew timings)\n"
+        f"Keras {keras.__version__})"
     )
+    load_after = os.getloadavg()
+    footer = (
+        f"total wall time: {time.perf_counter() - start:.0f} s; load average (1, 5, 15 min) "
+        f"at start {', '.join(f'{x:.2f}' for x in load_before)}, at end "
+        f"{', '.join(f'{x:.2f}' for x in load_after)} (other processes skew timings)"
+    )
+    report = format_report(args, results, header, footer)
     print("\n" + report)
     if args.out:
         Path(args.out).write_text(report)
