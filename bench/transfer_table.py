@@ -54,7 +54,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 
-from bench.transfer_vs_scratch import _MAKE_DEMO, MissingArtifactsError, evaluate_accuracy  # noqa: E402
+from bench.transfer_vs_scratch import (  # noqa: E402
+    _MAKE_DEMO,
+    MissingArtifactsError,
+    evaluate_accuracy,
+    finished_uri,
+    latest_finished_run,
+)
 from components.base_model_gen import bases  # noqa: E402
 from components.common import model_io  # noqa: E402
 from components.common.artifact_io import COMPRESSION, join, read_records, split_files  # noqa: E402
@@ -91,19 +97,10 @@ class Run:
 
 
 def find_run(metadata_file: str, pipeline_name: str, schema_path: str) -> Run:
-    if not os.path.exists(metadata_file):
-        raise MissingArtifactsError(f"no ML Metadata at {metadata_file}: {_MAKE_DEMO}")
-    from pipeline.run_summary import latest_run  # ml_metadata: only needed here
-
-    try:
-        run = latest_run(metadata_file, pipeline_name)
-    except LookupError as error:
-        raise MissingArtifactsError(f"{error}: {_MAKE_DEMO}") from error
+    run = latest_finished_run(metadata_file, pipeline_name)
 
     def uri(node: str, type_name: str) -> str | None:
-        if run.states.get(node) not in ("COMPLETE", "CACHED"):
-            return None
-        return run.artifact_uri(node, type_name)
+        return finished_uri(run, node, type_name)
 
     found = {
         "examples": uri("ImageExampleGen", "Examples"),

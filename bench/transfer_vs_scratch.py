@@ -105,6 +105,29 @@ def _split_pattern(uri: str, split: str) -> tuple[str, ...]:
     return (join(join(uri, f"Split-{split}"), "*"),)
 
 
+def latest_finished_run(metadata_file: str, pipeline_name: str):
+    """The newest run of the pipeline (run_summary.RunSummary).
+
+    Raises:
+        MissingArtifactsError: no metadata or no run; the message says to run the demo.
+    """
+    if not os.path.exists(metadata_file):
+        raise MissingArtifactsError(f"no ML Metadata at {metadata_file}: {_MAKE_DEMO}")
+    from pipeline.run_summary import latest_run  # ml_metadata: only needed here
+
+    try:
+        return latest_run(metadata_file, pipeline_name)
+    except LookupError as error:
+        raise MissingArtifactsError(f"{error}: {_MAKE_DEMO}") from error
+
+
+def finished_uri(run, node: str, type_name: str) -> str | None:
+    """The uri of the node's output of that type, if the node ran or came from cache."""
+    if run.states.get(node) not in ("COMPLETE", "CACHED"):
+        return None
+    return run.artifact_uri(node, type_name)
+
+
 def find_inputs(metadata_file: str, pipeline_name: str, schema_path: str = "") -> Inputs:
     """The latest run's base model, bottleneck records, examples and class names.
 
@@ -118,19 +141,10 @@ def find_inputs(metadata_file: str, pipeline_name: str, schema_path: str = "") -
         MissingArtifactsError: no metadata, no run, or the run lacks an artifact; the
             message says to run the demo first.
     """
-    if not os.path.exists(metadata_file):
-        raise MissingArtifactsError(f"no ML Metadata at {metadata_file}: {_MAKE_DEMO}")
-    from pipeline.run_summary import latest_run  # ml_metadata: only needed here
-
-    try:
-        run = latest_run(metadata_file, pipeline_name)
-    except LookupError as error:
-        raise MissingArtifactsError(f"{error}: {_MAKE_DEMO}") from error
+    run = latest_finished_run(metadata_file, pipeline_name)
 
     def uri(node: str, type_name: str) -> str | None:
-        if run.states.get(node) not in ("COMPLETE", "CACHED"):
-            return None
-        return run.artifact_uri(node, type_name)
+        return finished_uri(run, node, type_name)
 
     base = uri("SourceTrainer", "Model") or uri("BaseModelGen", "Model")
     bottlenecks = uri("BottleneckCache", "Examples")

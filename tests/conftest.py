@@ -85,7 +85,8 @@ def run_job():
     """run_job(examples_root, base_dir, transform_dir, cache_dir, out_dir, **options):
     make_plan + cache.run_bottlenecks; returns (plan, counts).
 
-    Options: cut_layer, drop_top_layers, pooling, batch_size, beam_args, run_id.
+    Options: cut_layer, drop_top_layers, pooling, cut_candidates, batch_size, beam_args,
+    run_id.
     """
     import apache_beam as beam
 
@@ -99,6 +100,7 @@ def run_job():
             options.get("cut_layer", ""),
             options.get("drop_top_layers", 0),
             options.get("pooling", "avg"),
+            tuple(options.get("cut_candidates", ())),
         )
         counts = cache.run_bottlenecks(
             lambda: beam.Pipeline(argv=options.get("beam_args", [])),

@@ -2,32 +2,28 @@
 in its own namespace (the one a fixed cut at that layer uses), so adding a candidate
 later computes only that candidate's entries."""
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.bottleneck_cache import cache, spec, store
 from components.bottleneck_cache import plan as plan_lib
+from components.bottleneck_cache import spec, store
 from components.common import testing
 from components.common.artifact_io import content_id
 from components.common.examples import IMAGE_ID_KEY, candidate_key
 from components.common.testing import make_image, tiny_cnn, write_examples
 
 
-def _run(tmp_path, name, examples, base, transform, cut_layer, candidates=()):
-    plan = plan_lib.make_plan(
-        str(base), str(transform), cut_layer, pooling="avg", cut_candidates=tuple(candidates)
+def _run(run_job, tmp_path, name, examples, base, transform, cut_layer, candidates=()):
+    return run_job(
+        examples,
+        base,
+        transform,
+        tmp_path / "cache",
+        tmp_path / name,
+        cut_layer=cut_layer,
+        cut_candidates=candidates,
     )
-    counts = cache.run_bottlenecks(
-        lambda: beam.Pipeline(argv=[]),
-        testing.split_patterns(examples),
-        plan,
-        str(tmp_path / "cache"),
-        str(tmp_path / name),
-        batch_size=4,
-    )
-    return plan, counts
 
 
 def _features(out_dir) -> dict:
@@ -52,12 +48,12 @@ def world(tmp_path_factory, transform_dir, tiny_base, split_images):
 
 
 def test_each_candidate_is_cached_once_under_a_fixed_cuts_namespace(
-    world, transform_dir, tiny_base, assert_close
+    world, transform_dir, tiny_base, assert_close, run_job
 ):
     root, examples, images = world
     tmp = root / "a"
     plan, counts = _run(
-        tmp, "first", examples, tiny_base, transform_dir, "auto", ["relu1", "conv2"]
+        run_job, tmp, "first", examples, tiny_base, transform_dir, "auto", ["relu1", "conv2"]
     )
     assert plan.auto and [s.layer for s in plan.segments] == ["relu1", "conv2"]
     assert counts[spec.PROP_COMPUTED] == 12 and counts[spec.PROP_REUSED] == 0
@@ -78,19 +74,21 @@ def test_each_candidate_is_cached_once_under_a_fixed_cuts_namespace(
     assert "bottleneck" not in by_id[ids[0]]
 
     # same candidates again: nothing computed
-    _, counts = _run(tmp, "second", examples, tiny_base, transform_dir, "auto", ["relu1", "conv2"])
+    _, counts = _run(
+        run_job, tmp, "second", examples, tiny_base, transform_dir, "auto", ["relu1", "conv2"]
+    )
     assert counts[spec.PROP_COMPUTED] == 0 and counts[spec.PROP_REUSED] == 12
 
     # a candidate added: only its entries are written
     plan3, counts = _run(
-        tmp, "third", examples, tiny_base, transform_dir, "auto", ["relu1", "conv2", "gap"]
+        run_job, tmp, "third", examples, tiny_base, transform_dir, "auto", ["relu1", "conv2", "gap"]
     )
     assert counts["vectors_computed@gap"] == 12
     assert counts["vectors_computed@relu1"] == counts["vectors_computed@conv2"] == 0
     assert [len(_shards(tmp / "cache", s)) for s in plan3.segments] == [1, 1, 1]
 
     # a fixed cut at a candidate reuses the auto run's vectors
-    _, counts = _run(tmp, "fixed", examples, tiny_base, transform_dir, "conv2")
+    _, counts = _run(run_job, tmp, "fixed", examples, tiny_base, transform_dir, "conv2")
     assert counts[spec.PROP_COMPUTED] == 0 and counts[spec.PROP_REUSED] == 12
     fixed = _features(tmp / "fixed")
     for image_id, feature in fixed.items():

@@ -4,11 +4,8 @@ the train split only, trains and exports the chosen cut, and writes the table.""
 import json
 import os
 
-import apache_beam as beam
 import pytest
 
-from components.bottleneck_cache import cache
-from components.bottleneck_cache import plan as plan_lib
 from components.common import testing
 from components.common.testing import make_image, write_examples
 from components.trainer import train as trainer
@@ -27,31 +24,34 @@ CONFIG = TrainerConfig(
 )
 
 
-def _cached(root, name, records, tiny_base, transform_dir) -> str:
+def _cached(run_job, root, name, records, tiny_base, transform_dir) -> str:
     examples = write_examples(root / f"examples_{name}", records)
-    plan = plan_lib.make_plan(
-        str(tiny_base), str(transform_dir), "auto", pooling="avg", cut_candidates=CANDIDATES
-    )
     out = root / f"bottlenecks_{name}"
-    cache.run_bottlenecks(
-        lambda: beam.Pipeline(argv=[]),
-        testing.split_patterns(examples),
-        plan,
-        str(root / "cache"),
-        str(out),
-        batch_size=4,
+    run_job(
+        examples,
+        tiny_base,
+        transform_dir,
+        root / "cache",
+        out,
+        cut_layer="auto",
+        cut_candidates=CANDIDATES,
     )
     return str(out)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, transform_dir, tiny_base, split_images):
+def world(tmp_path_factory, transform_dir, tiny_base, split_images, run_job):
     root = tmp_path_factory.mktemp("cut_auto")
     records = split_images([make_image(i, seed=8) for i in range(24)])
     other_eval = split_images([make_image(i, seed=9) for i in range(24)])["eval"]
-    first = _cached(root, "a", records, tiny_base, transform_dir)
+    first = _cached(run_job, root, "a", records, tiny_base, transform_dir)
     second = _cached(
-        root, "b", {"train": records["train"], "eval": other_eval}, tiny_base, transform_dir
+        run_job,
+        root,
+        "b",
+        {"train": records["train"], "eval": other_eval},
+        tiny_base,
+        transform_dir,
     )
     return root, first, second, tiny_base
 
@@ -97,32 +97,15 @@ def test_selects_on_train_only_and_exports_the_chosen_cut(world, tmp_path):
     assert metrics["cut_layer"] == selection.chosen
 
 
-def test_records_without_the_candidates_are_named(world, tmp_path, transform_dir, tiny_base):
-    root, first, _, base = world
+def test_records_without_the_candidates_are_named(
+    world, tmp_path, transform_dir, tiny_base, run_job, make_record
+):
+    _, _, _, base = world
+    images = [make_image(i, seed=11) for i in range(7)]
+    records = {"train": [make_record(image, i % 2) for i, image in enumerate(images[:6])]}
+    records["eval"] = [make_record(images[6], 0)]
+    examples = write_examples(tmp_path / "ex", records)
     fixed = tmp_path / "fixed"
-    plan = plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1")
-    examples = write_examples(
-        tmp_path / "ex",
-        {"train": [testing_record(i) for i in range(6)], "eval": [testing_record(9)]},
-    )
-    cache.run_bottlenecks(
-        lambda: beam.Pipeline(argv=[]),
-        testing.split_patterns(examples),
-        plan,
-        str(tmp_path / "cache"),
-        str(fixed),
-        batch_size=4,
-    )
+    run_job(examples, tiny_base, transform_dir, tmp_path / "cache", fixed, cut_layer="relu1")
     with pytest.raises(ValueError, match="bottleneck@relu1.*same cut_layer and cut_candidates"):
         _train(str(fixed), base)
-
-
-def testing_record(i: int) -> bytes:
-    from components.common.artifact_io import content_id
-    from components.image_example_gen import ingest
-
-    image = make_image(i, seed=11)
-    image_id = content_id(image)
-    return ingest.make_example(
-        image, i % 2, f"class{i % 2}", image_id, f"c/{image_id}", 1, 1, "png"
-    )

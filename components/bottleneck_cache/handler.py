@@ -36,9 +36,9 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from components.bottleneck_cache import base_file
 from components.bottleneck_cache import extractor as extractor_lib
+from components.bottleneck_cache import plan as plan_lib
 from components.bottleneck_cache.extractor import Extractor
 from components.bottleneck_cache.plan import CachePlan
-from components.common import model_surgery
 from components.common import transform_graph as transform_lib
 
 METRICS_NAMESPACE = "BottleneckCache"
@@ -81,14 +81,7 @@ def _build(plan: CachePlan) -> Extractor:
             f"run was planned with {plan.transform_digest}; was it modified?"
         )
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, MODEL_LOADS).inc()
-    base = base_file.load_bytes(data)
-    if plan.auto:
-        layers = [segment.layer for segment in plan.segments]
-        frozen = model_surgery.multi_extractor(base, layers, plan.pooling)
-    else:
-        frozen = model_surgery.freeze_extractor(
-            model_surgery.cut_base(base, plan.cut_layer), plan.pooling
-        )
+    frozen = plan_lib.frozen_extractor(base_file.load_bytes(data), plan)
     image_transform = transform_lib.load_image_transform(plan.transform_uri)
     return Extractor(image_transform, frozen, plan.dim)
 

@@ -147,6 +147,18 @@ class CachePlan:
         return join(cache_dir, self.namespace)
 
 
+def frozen_extractor(base: Any, plan: CachePlan):
+    """The frozen model the plan's vectors come from: the base cut at the plan's layer
+    and pooled, or for cut_layer "auto" every candidate in one forward pass,
+    concatenated (model_surgery.multi_extractor)."""
+    if plan.auto:
+        layers = [segment.layer for segment in plan.segments]
+        return model_surgery.multi_extractor(base, layers, plan.pooling)
+    return model_surgery.freeze_extractor(
+        model_surgery.cut_base(base, plan.cut_layer), plan.pooling
+    )
+
+
 def validate_parameters(
     cut_layer: Any,
     drop_top_layers: Any,
@@ -265,7 +277,6 @@ def make_plan(
         segments.append(Segment(layer, applied, shape, namespace, feature, offset, base_fp))
         offset += int(np.prod(shape))
     if cut_layer == model_surgery.CUT_AUTO:
-        frozen = model_surgery.multi_extractor(base, layers, pooling)
         plan = CachePlan(
             base_model_uri=base_model_uri,
             transform_uri=transform_uri,
@@ -295,7 +306,8 @@ def make_plan(
             segments=(segment,),
         )
     extractor_lib.remember(
-        plan.extractor_key, extractor_lib.Extractor(image_transform, frozen, plan.dim)
+        plan.extractor_key,
+        extractor_lib.Extractor(image_transform, frozen_extractor(base, plan), plan.dim),
     )
     with _plans_lock:
         _plans[memo_key] = plan

@@ -173,6 +173,7 @@ def train(
     train_files = data.record_files(train_files, "train")
     eval_files = data.record_files(eval_files, "eval")
     full = config.mode == MODE_FULL
+    base = model_io.load_keras(base_model)
     selection, key = None, BOTTLENECK_KEY
     if config.cut_layer == model_surgery.CUT_AUTO:
         if full:
@@ -181,7 +182,7 @@ def train(
                 "'transfer' (a full-mode Trainer trains on images); set a cut_layer"
             )
         selection = cut_selection_lib.choose_cut(
-            model_io.load_keras(base_model),
+            base,
             config.cut_candidates,
             train_files,
             model_surgery.HeadSpec(len(class_names), config.hidden_units, config.dropout),
@@ -192,7 +193,7 @@ def train(
         config = dataclasses.replace(config, cut_layer=selection.chosen, cut_candidates=())
         key = candidate_key(selection.chosen)
         keras.utils.set_random_seed(config.seed)  # the head starts as with a fixed cut
-    extractor = build_extractor(config, base_model)
+    extractor = build_extractor(config, base)
     shape = tuple(int(d) for d in extractor.output_shape[1:])
     if not full:
         shape = _bottleneck_shape(config, extractor, train_files, key)
@@ -223,17 +224,13 @@ def train(
         eval_counts=eval_counts,
         fine_tune=choice,
         phases=tuple(phases),
-        cut_layer=config.cut_layer
-        or model_surgery.resolve_cut_layer(
-            model_io.load_keras(base_model), "", config.drop_top_layers
-        ),
+        cut_layer=model_surgery.resolve_cut_layer(base, config.cut_layer, config.drop_top_layers),
         cut_selection=selection,
     )
 
 
-def build_extractor(config: TrainerConfig, base_model: str) -> keras.Model:
+def build_extractor(config: TrainerConfig, base: keras.Model) -> keras.Model:
     """The frozen extractor of the base (model_surgery), checked against the ImageSpec."""
-    base = model_io.load_keras(base_model)
     extractor = model_surgery.feature_extractor(
         base, config.cut_layer, config.drop_top_layers, config.pooling
     )
