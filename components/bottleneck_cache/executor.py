@@ -40,6 +40,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             params[spec.DROP_TOP_LAYERS_KEY],
             params[spec.POOLING_KEY],
             params[spec.CUT_CANDIDATES_KEY],
+            cache_dir=params[spec.CACHE_DIR_KEY],
         )
         splits = artifact_utils.decode_split_names(examples.split_names)
         patterns = {

@@ -60,12 +60,47 @@ class Extractor:
     def __call__(self, encoded_images: Sequence[bytes]) -> np.ndarray:
         return self._function(tf.constant(list(encoded_images), tf.string)).numpy()
 
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def save(self, directory: str) -> None:
+        """Exports the traced function (with the base's variables and the transform
+        graph) as a TensorFlow SavedModel at `directory`, for SavedExtractor.load."""
+        module = tf.Module()
+        module.extractor = self._extractor
+        module.transform_layer = getattr(self._transform, "layer", None)
+        module.compute = self._function
+        tf.saved_model.save(module, directory)
+
+
+class SavedExtractor:
+    """An Extractor exported with Extractor.save and loaded back: the same traced
+    function, loaded without Keras deserialisation, tensorflow_transform or a trace."""
+
+    def __init__(self, module, dim: int):
+        self._module = module  # holds the variables the function reads
+        self._function = module.compute
+        self._dim = dim
+
+    @classmethod
+    def load(cls, directory: str, dim: int) -> SavedExtractor:
+        return cls(tf.saved_model.load(directory), dim)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def __call__(self, encoded_images: Sequence[bytes]) -> np.ndarray:
+        vectors = self._function(tf.constant(list(encoded_images), tf.string)).numpy()
+        return vectors.reshape(-1, self._dim)
+
 
 _lock = threading.Lock()
-_memo: collections.OrderedDict[ExtractorKey, Extractor] = collections.OrderedDict()
+_memo: collections.OrderedDict[ExtractorKey, Extractor | SavedExtractor] = collections.OrderedDict()
 
 
-def remember(key: ExtractorKey, extractor: Extractor) -> None:
+def remember(key: ExtractorKey, extractor: Extractor | SavedExtractor) -> None:
     """Keeps `extractor` for `key` (the least recently used beyond MEMO_SIZE is dropped)."""
     with _lock:
         _memo[key] = extractor
@@ -74,7 +109,7 @@ def remember(key: ExtractorKey, extractor: Extractor) -> None:
             _memo.popitem(last=False)
 
 
-def recall(key: ExtractorKey) -> Extractor | None:
+def recall(key: ExtractorKey) -> Extractor | SavedExtractor | None:
     """The extractor remembered for `key`, or None."""
     with _lock:
         found = _memo.get(key)
@@ -83,7 +118,9 @@ def recall(key: ExtractorKey) -> Extractor | None:
         return found
 
 
-def get_or_build(key: ExtractorKey, build: Callable[[], Extractor]) -> Extractor:
+def get_or_build(
+    key: ExtractorKey, build: Callable[[], Extractor | SavedExtractor]
+) -> Extractor | SavedExtractor:
     """The remembered extractor for `key`, or build() remembered (built once even when
     several threads of one process ask at the same time)."""
     found = recall(key)

@@ -10,10 +10,13 @@ every vector comes from the cache never loads it. The load itself goes through t
 process memo (extractor.py): with the in-memory DirectRunner it finds the extractor
 ``make_plan`` built in the same process; elsewhere it reads the model file, checks
 that its sha256 is the one the plan was made from (the plan's fingerprint then holds
-without fingerprinting again), cuts, pools and freezes it exactly as the plan says
+without fingerprinting again), and loads the extractor an earlier process exported
+beside the cache (prepared.py: no Keras deserialisation, no tensorflow_transform, no
+trace) or, when there is none or it is unusable, cuts, pools and freezes it exactly as the plan says
 (``components.common.model_surgery``) and loads the transform graph. Decoding, resizing and
 scaling are the transform graph's, i.e. ``components.common.preprocessing``: the same pixels
-Transform and serving use.
+Transform and serving use. An extractor built from the Keras model is exported for
+later processes on its first use when the plan has a prepared_dir.
 
 Elements are ``(content_id, encoded image bytes, payload)`` (the payload, e.g. the
 records waiting for the vector, travels through untouched); results are
@@ -34,15 +37,16 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from components.bottleneck_cache import base_file
+from components.bottleneck_cache import base_file, prepared
 from components.bottleneck_cache import extractor as extractor_lib
 from components.bottleneck_cache import plan as plan_lib
-from components.bottleneck_cache.extractor import Extractor
+from components.bottleneck_cache.extractor import Extractor, SavedExtractor
 from components.bottleneck_cache.plan import CachePlan
 from components.common import transform_graph as transform_lib
 
 METRICS_NAMESPACE = "BottleneckCache"
-MODEL_LOADS = "model_loads"  # counter: extractors built by workers (memo misses)
+MODEL_LOADS = "model_loads"  # counter: extractors built by workers from the Keras model
+SAVED_LOADS = "saved_extractor_loads"  # counter: extractors loaded from prepared.py's export
 _MAX_ERROR_CHARS = 500
 
 Element = tuple[str, bytes, Any]
@@ -56,7 +60,7 @@ class InferenceFailure(NamedTuple):
     error: str
 
 
-def load_extractor(plan: CachePlan) -> Extractor:
+def load_extractor(plan: CachePlan) -> Extractor | SavedExtractor:
     """The Extractor that ``plan`` describes, from the process memo or built.
 
     Raises:
@@ -67,7 +71,7 @@ def load_extractor(plan: CachePlan) -> Extractor:
     return extractor_lib.get_or_build(plan.extractor_key, lambda: _build(plan))
 
 
-def _build(plan: CachePlan) -> Extractor:
+def _build(plan: CachePlan) -> Extractor | SavedExtractor:
     data, digest = base_file.read_base(plan.base_model_uri)
     if digest != plan.base_digest:
         raise RuntimeError(
@@ -80,6 +84,11 @@ def _build(plan: CachePlan) -> Extractor:
             f"transform graph at {plan.transform_uri} has digest {transform_digest}, but the "
             f"run was planned with {plan.transform_digest}; was it modified?"
         )
+    if plan.prepared_dir:
+        saved = prepared.load_extractor(plan.prepared_dir, plan.dim)
+        if saved is not None:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, SAVED_LOADS).inc()
+            return saved
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, MODEL_LOADS).inc()
     frozen = plan_lib.frozen_extractor(base_file.load_bytes(data), plan)
     image_transform = transform_lib.load_image_transform(plan.transform_uri)
@@ -91,7 +100,7 @@ class LazyExtractor:
 
     def __init__(self, plan: CachePlan):
         self._plan = plan
-        self._extractor: Extractor | None = None
+        self._extractor: Extractor | SavedExtractor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -102,7 +111,10 @@ class LazyExtractor:
         if self._extractor is None:
             with self._lock:
                 if self._extractor is None:
-                    self._extractor = load_extractor(self._plan)
+                    extractor = load_extractor(self._plan)
+                    if self._plan.prepared_dir and isinstance(extractor, Extractor):
+                        prepared.save_extractor(self._plan.prepared_dir, extractor)
+                    self._extractor = extractor
         return self._extractor(encoded_images)
 
 

@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from components.bottleneck_cache import base_file, spec
+from components.bottleneck_cache import base_file, prepared, spec
 from components.bottleneck_cache import extractor as extractor_lib
 from components.common import model_surgery
 from components.common import transform_graph as transform_lib
@@ -103,6 +104,8 @@ class CachePlan:
         transform_digest: transform_graph.graph_digest of the transform graph.
         segments: the cut(s) the extractor computes, each with its own namespace
             (one for a fixed cut: cut_layer, pooling, shape and namespace above).
+        prepared_dir: where this plan and its exported extractor are kept for later
+            processes (prepared.py), or "" (make_plan without cache_dir).
         For cut_layer "auto", cut_layer is "auto", namespace lists the segments'
         namespaces and shape is the concatenated vector's.
     """
@@ -118,6 +121,7 @@ class CachePlan:
     base_digest: str = ""
     transform_digest: str = ""
     segments: tuple[Segment, ...] = ()
+    prepared_dir: str = ""
 
     @property
     def auto(self) -> bool:
@@ -157,6 +161,27 @@ def frozen_extractor(base: Any, plan: CachePlan):
     return model_surgery.freeze_extractor(
         model_surgery.cut_base(base, plan.cut_layer), plan.pooling
     )
+
+
+def plan_record(plan: CachePlan) -> dict[str, Any]:
+    """The plan as JSON-able values, without what depends on where the files are."""
+    record = dataclasses.asdict(plan)
+    for name in ("base_model_uri", "transform_uri", "prepared_dir"):
+        del record[name]
+    return record
+
+
+def plan_from_record(record: dict[str, Any], **where: str) -> CachePlan:
+    """The CachePlan of plan_record(plan), at the uris given in `where`.
+
+    Raises:
+        KeyError, TypeError, ValueError: not a record of this format.
+    """
+    segments = tuple(
+        Segment(**{**segment, "shape": tuple(segment["shape"])}) for segment in record["segments"]
+    )
+    fields = {**record, "shape": tuple(record["shape"]), "segments": segments, **where}
+    return CachePlan(**fields)
 
 
 def validate_parameters(
@@ -209,9 +234,11 @@ def make_plan(
     drop_top_layers: int = 0,
     pooling: str = "avg",
     cut_candidates: tuple[str, ...] = (),
+    cache_dir: str = "",
 ) -> CachePlan:
     """Fixes what the run computes, loading the base and the transform at most once per
-    process.
+    process, and not at all when an earlier process stored the plan for the same files
+    and arguments under `cache_dir` (prepared.py).
 
     Args:
         base_model_uri: the Model artifact's uri (directory holding model.keras).
@@ -221,6 +248,7 @@ def make_plan(
         pooling: one of model_surgery.POOLINGS (applied only to a rank-4 cut output).
         cut_candidates: with cut_layer "auto", the candidate layers (empty: the base's
             block boundaries, model_surgery.default_cut_candidates).
+        cache_dir: the persistent cache root; "" keeps nothing for later processes.
 
     Returns:
         The CachePlan, with the resolved cut layer, the applied pooling, the
@@ -241,12 +269,18 @@ def make_plan(
         pooling,
         tuple(cut_candidates),
     )
+    where = {"base_model_uri": base_model_uri, "transform_uri": transform_uri, "prepared_dir": ""}
+    if cache_dir:
+        key = prepared.prepared_key(CACHE_FORMAT_VERSION, memo_key)
+        where["prepared_dir"] = prepared.prepared_dir(cache_dir, key)
     with _plans_lock:
         known = _plans.get(memo_key)
     if known is not None:
-        return dataclasses.replace(
-            known, base_model_uri=base_model_uri, transform_uri=transform_uri
-        )
+        return dataclasses.replace(known, **where)
+    stored = _stored_plan(where.get("prepared_dir", ""), where)
+    if stored is not None:
+        _remember_plan(memo_key, stored)
+        return stored
     base = base_file.load_bytes(data)
     del data
     image_transform = transform_lib.load_image_transform(transform_uri)
@@ -278,8 +312,7 @@ def make_plan(
         offset += int(np.prod(shape))
     if cut_layer == model_surgery.CUT_AUTO:
         plan = CachePlan(
-            base_model_uri=base_model_uri,
-            transform_uri=transform_uri,
+            **where,
             cut_layer=model_surgery.CUT_AUTO,
             pooling=pooling,
             base_fingerprint=segments[-1].base_fingerprint,
@@ -293,8 +326,7 @@ def make_plan(
     else:
         (segment,) = segments
         plan = CachePlan(
-            base_model_uri=base_model_uri,
-            transform_uri=transform_uri,
+            **where,
             cut_layer=segment.layer,
             pooling=segment.pooling,
             base_fingerprint=segment.base_fingerprint,
@@ -309,11 +341,35 @@ def make_plan(
         plan.extractor_key,
         extractor_lib.Extractor(image_transform, frozen_extractor(base, plan), plan.dim),
     )
+    if plan.prepared_dir:
+        prepared.write_plan(plan.prepared_dir, plan_record(plan))
+    _remember_plan(memo_key, plan)
+    return plan
+
+
+def _stored_plan(directory: str, where: dict[str, str]) -> CachePlan | None:
+    """The plan an earlier process stored in `directory` (prepared.py), or None."""
+    record = prepared.read_plan(directory) if directory else None
+    if record is None:
+        return None
+    try:
+        return plan_from_record(record, **where)
+    except (KeyError, TypeError, ValueError) as error:
+        logging.warning("BottleneckCache: ignoring the stored plan in %s: %s", directory, error)
+        return None
+
+
+def _remember_plan(memo_key: tuple, plan: CachePlan) -> None:
     with _plans_lock:
         _plans[memo_key] = plan
         while len(_plans) > _PLAN_MEMO_SIZE:
             del _plans[next(iter(_plans))]
-    return plan
+
+
+def forget_plans() -> None:
+    """Empties this process's plan memo (tests use it to act as a fresh process)."""
+    with _plans_lock:
+        _plans.clear()
 
 
 _plans_lock = threading.Lock()

@@ -1,0 +1,144 @@
+"""What a fresh process reuses from earlier runs on the same files: the plan and the
+traced extractor.
+
+On Kubeflow every run of the component is a new process. Without this, each one loads
+the base network and the transform graph to make its plan (fingerprints, cut, shapes)
+and, if a single image is new, traces the extractor again: seconds, even when every
+vector is already cached. Both are functions of the exact files and the arguments, so
+the first process that computes them keeps them beside the cache namespaces:
+
+``<cache_dir>/prepared/<key>/``, key = ``prepared_key``: sha256 of (PREPARED_FORMAT,
+the cache format version, the TensorFlow and Keras versions, the sha256 of the base's
+.keras file, the transform graph's file digest, cut_layer, drop_top_layers, pooling,
+cut candidates), i.e. the in-process plan memo's key (plan.py) plus the versions:
+
+- ``plan.json``: the CachePlan without its uris (``plan.plan_record``), written
+  atomically once the plan is made. A later process with the same files and
+  arguments makes the same plan from it without loading anything.
+- ``extractor.json`` and ``extractor-<id>/``: the traced extractor function (the
+  transform graph, the cut, pooled, frozen base) exported as a TensorFlow SavedModel
+  (``Extractor.save``), with ``probes.npy``, the Keras path's vectors of the fixed probe
+  images (transform_graph.probe_images). The SavedModel is written under a unique name
+  and published by writing extractor.json atomically last, so a reader sees all of it
+  or none. Loading it (``load_extractor``) checks that it reproduces probes.npy
+  (np.allclose, PROBE_RTOL); anything missing, unreadable or different is logged and
+  the caller builds the extractor from the Keras model as before.
+
+Neither file can stand for other files: the key holds both files' content digests, and
+the worker still checks the files' digests against the plan before using either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from components.bottleneck_cache.extractor import Extractor, SavedExtractor
+from components.common import transform_graph as transform_lib
+from components.common.artifact_io import join, write_text_atomically
+
+PREPARED_FORMAT = 1  # bump when plan.json or the exported extractor change meaning
+PREPARED_DIR = "prepared"
+PLAN_FILE = "plan.json"
+EXTRACTOR_FILE = "extractor.json"
+PROBES_FILE = "probes.npy"
+KEY_CHARS = 24
+PROBE_RTOL = 1e-4  # of the largest probe value: a re-run of the same graph is bit-equal
+
+
+def prepared_key(cache_format: int, memo_key: tuple) -> str:
+    """The folder name for a plan memo key (plan.py) under these library versions."""
+    key = json.dumps([PREPARED_FORMAT, cache_format, tf.__version__, keras.__version__, *memo_key])
+    return hashlib.sha256(key.encode()).hexdigest()[:KEY_CHARS]
+
+
+def prepared_dir(cache_dir: str, key: str) -> str:
+    return join(join(cache_dir, PREPARED_DIR), key)
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path, "r") as f:
+            value = json.loads(f.read())
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        logging.warning("BottleneckCache: ignoring unreadable %s: %s", path, error)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_plan(directory: str) -> dict | None:
+    """The stored plan record, or None (missing or unreadable)."""
+    return _read_json(join(directory, PLAN_FILE))
+
+
+def write_plan(directory: str, record: dict) -> None:
+    """Stores a plan record atomically; a failure to write is logged, not raised."""
+    try:
+        tf.io.gfile.makedirs(directory)
+        write_text_atomically(join(directory, PLAN_FILE), json.dumps(record, sort_keys=True))
+    except (OSError, tf.errors.OpError) as error:
+        logging.warning("BottleneckCache: could not store the plan in %s: %s", directory, error)
+
+
+def has_extractor(directory: str) -> bool:
+    return tf.io.gfile.exists(join(directory, EXTRACTOR_FILE))
+
+
+def save_extractor(directory: str, extractor: Extractor) -> bool:
+    """Exports `extractor` under `directory` unless one is there; True when written.
+
+    A failure (e.g. a transform graph that cannot be exported) is logged, not raised:
+    later processes then build the extractor from the Keras model, as without it.
+    """
+    if has_extractor(directory):
+        return False
+    name = f"extractor-{uuid.uuid4().hex[:12]}"
+    path = join(directory, name)
+    try:
+        extractor.save(path)
+        with tf.io.gfile.GFile(join(path, PROBES_FILE), "wb") as f:
+            np.save(f, extractor(transform_lib.probe_images()))
+        record = {"saved_model": name, "dim": extractor.dim}
+        write_text_atomically(join(directory, EXTRACTOR_FILE), json.dumps(record))
+    except Exception as error:  # noqa: BLE001 - any failure only costs a later rebuild
+        logging.warning("BottleneckCache: could not export the extractor to %s: %s", path, error)
+        return False
+    return True
+
+
+def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
+    """The exported extractor under `directory` if it reproduces its probe vectors,
+    else None (the reason is logged)."""
+    record = _read_json(join(directory, EXTRACTOR_FILE))
+    if record is None:
+        return None
+    try:
+        if record.get("dim") != dim:
+            raise ValueError(f"dimension {record.get('dim')}, expected {dim}")
+        path = join(directory, str(record["saved_model"]))
+        with tf.io.gfile.GFile(join(path, PROBES_FILE), "rb") as f:
+            expected = np.load(f)
+        extractor = SavedExtractor.load(path, dim)
+        vectors = extractor(transform_lib.probe_images())
+        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+        if vectors.shape != expected.shape or not np.allclose(
+            vectors, expected, rtol=PROBE_RTOL, atol=PROBE_RTOL * scale
+        ):
+            raise ValueError("its vectors of the probe images differ from the Keras model's")
+    except Exception as error:  # noqa: BLE001 - missing, corrupt or different: rebuild
+        logging.warning(
+            "BottleneckCache: not using the exported extractor in %s (%s); loading the "
+            "Keras model instead",
+            directory,
+            error,
+        )
+        return None
+    return extractor

@@ -1,0 +1,153 @@
+"""Tests of what a fresh process reuses (components/bottleneck_cache/prepared.py): the
+stored plan and the exported, pre-traced extractor.
+
+A "fresh process" is simulated by emptying the process memos (plan and extractor);
+a later make_plan must then load nothing, a worker with images to compute must load
+the exported extractor instead of the Keras model, its vectors must equal the Keras
+path's, and a missing, corrupt or foreign export must fall back to the Keras model.
+"""
+
+import dataclasses
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+
+from components.bottleneck_cache import base_file, cache, handler, prepared, spec
+from components.bottleneck_cache import extractor as extractor_lib
+from components.bottleneck_cache import plan as plan_lib
+from components.common import testing
+from components.common.testing import make_image, read_vectors, save_base, tiny_cnn, write_examples
+
+
+def fresh_process() -> None:
+    """Forgets every plan and extractor this process made (as a new process would)."""
+    plan_lib.forget_plans()
+    extractor_lib.forget_all()
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """The Keras model loads (base_file.load_bytes calls) made during the test."""
+    made = []
+    load_bytes = base_file.load_bytes
+    monkeypatch.setattr(base_file, "load_bytes", lambda data: made.append(1) or load_bytes(data))
+    return made
+
+
+def run(examples, base, transform_dir, cache_dir, out_dir, cut_layer="relu1"):
+    """make_plan with the cache dir (as the executor calls it) + the Beam job."""
+    plan = plan_lib.make_plan(str(base), str(transform_dir), cut_layer, cache_dir=str(cache_dir))
+    counts = cache.run_bottlenecks(
+        beam.Pipeline, testing.split_patterns(examples), plan, str(cache_dir), str(out_dir), 4
+    )
+    return plan, (counts[spec.PROP_COMPUTED], counts[spec.PROP_REUSED])
+
+
+def test_a_fresh_process_reuses_the_stored_plan_and_the_exported_extractor(
+    tmp_path, transform_dir, split_images, loads
+):
+    base = save_base(tiny_cnn(seed=11), tmp_path / "base")  # loaded by no other test
+    images = [make_image(i, seed=21) for i in range(8)]
+    examples = write_examples(tmp_path / "examples", split_images(images))
+    cache_dir = tmp_path / "cache"
+    fresh_process()
+
+    plan, counts = run(examples, base, transform_dir, cache_dir, tmp_path / "cold")
+    assert counts == (8, 0) and len(loads) == 1
+    assert plan.prepared_dir.startswith(str(cache_dir))
+    assert os.path.isfile(os.path.join(plan.prepared_dir, prepared.PLAN_FILE))
+    assert prepared.has_extractor(plan.prepared_dir)  # exported on its first use
+    keras_vectors = read_vectors(tmp_path / "cold")
+
+    fresh_process()  # nothing new: the stored plan, and no model at all
+    assert run(examples, base, transform_dir, cache_dir, tmp_path / "same") == (plan, (0, 8))
+    assert len(loads) == 1
+
+    fresh_process()  # two new images: the exported extractor, still no Keras load
+    grown_images = [*images, make_image(100, seed=21), make_image(101, seed=21)]
+    grown = write_examples(tmp_path / "grown", split_images(grown_images))
+    assert run(grown, base, transform_dir, cache_dir, tmp_path / "grown_out")[1] == (2, 8)
+    assert len(loads) == 1
+    assert isinstance(extractor_lib.recall(plan.extractor_key), extractor_lib.SavedExtractor)
+
+    # The exported extractor computes what the Keras model computes, bit for bit here.
+    saved = extractor_lib.recall(plan.extractor_key)
+    fresh_process()
+    rebuilt = handler._build(dataclasses.replace(plan, prepared_dir=""))
+    assert isinstance(rebuilt, extractor_lib.Extractor) and len(loads) == 2
+    np.testing.assert_array_equal(saved(images), rebuilt(images))
+    grown_vectors = read_vectors(tmp_path / "grown_out")
+    for image_id, vector in keras_vectors.items():
+        np.testing.assert_array_equal(grown_vectors[image_id], vector)
+
+
+def export_of(plan) -> str:
+    with open(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE)) as f:
+        return os.path.join(plan.prepared_dir, json.load(f)["saved_model"])
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated variables", "other vectors"])
+def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_dir, loads, damage):
+    base = save_base(tiny_cnn(seed=12), tmp_path / "base")
+    images = [make_image(i, seed=22) for i in range(6)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    expected = handler.LazyExtractor(plan)(images)  # a worker's first batch: exported
+    export = export_of(plan)
+    if damage == "missing":
+        os.remove(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE))
+    elif damage == "truncated variables":
+        data = os.path.join(export, "variables", "variables.data-00000-of-00001")
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 2)
+    else:  # a valid SavedModel that computes something else
+        with open(os.path.join(export, prepared.PROBES_FILE), "wb") as f:
+            np.save(f, np.zeros((6, plan.dim), np.float32))
+
+    fresh_process()
+    extractor = handler.load_extractor(plan)
+    assert isinstance(extractor, extractor_lib.Extractor)  # built from the Keras model
+    assert len(loads) == 2
+    np.testing.assert_array_equal(extractor(images), expected)
+
+
+def test_a_corrupt_stored_plan_is_made_again(tmp_path, transform_dir, tiny_base, loads):
+    fresh_process()
+    plan = plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    with open(os.path.join(plan.prepared_dir, prepared.PLAN_FILE), "w") as f:
+        f.write('{"cut_layer": "relu1"')  # cut short
+    fresh_process()
+    again = plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    assert again == plan and len(loads) == 2
+
+    fresh_process()  # and stored again, whole
+    assert (
+        plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+        == plan
+    )
+    assert len(loads) == 2
+
+
+def test_the_stored_plan_is_keyed_by_the_files_and_the_arguments(
+    tmp_path, transform_dir, tiny_base
+):
+    fresh_process()
+    cache_dir = str(tmp_path / "cache")
+    plans = [
+        plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1", cache_dir=cache_dir),
+        plan_lib.make_plan(str(tiny_base), str(transform_dir), "conv1", cache_dir=cache_dir),
+        plan_lib.make_plan(
+            str(tiny_base), str(transform_dir), "relu1", pooling="max", cache_dir=cache_dir
+        ),
+    ]
+    other_base = save_base(tiny_cnn(seed=13), tmp_path / "other")
+    plans.append(
+        plan_lib.make_plan(str(other_base), str(transform_dir), "relu1", cache_dir=cache_dir)
+    )
+    assert len({plan.prepared_dir for plan in plans}) == len(plans)
+    fresh_process()
+    again = plan_lib.make_plan(str(other_base), str(transform_dir), "relu1", cache_dir=cache_dir)
+    assert again == plans[-1] and again.base_fingerprint != plans[0].base_fingerprint
