@@ -7,7 +7,12 @@ and child processes too) go to ``log_path``; the terminal gets:
 
 * one line as each pipeline step starts and one as it ends, with its state (ran /
   from cache / failed) and seconds, read from the LocalDagRunner's own log records
-  ("Component X is running." / "is finished.", the launcher's "A cached execution");
+  ("Component X is running." / "is finished.", the launcher's "A cached execution" and
+  "Going to run a new execution"). A step's line is written when it starts to do
+  something (its executor runs, it reports progress or a warning); steps that end
+  without doing anything (served from TFX's cache, or a resolver) are quiet, and a run
+  of consecutive quiet steps takes one line ("13 steps, BaseModelGen to Pusher: 12 from
+  cache, 1 ran (0.1s)"), so a fully cached rerun is not a page of "from cache";
 * progress of the long steps, from the components' progress records
   (components.common.progress: ingest and the cache job in images done of total, the
   Trainer in epochs), with a rate and an estimate of the time left: on a terminal an
@@ -45,6 +50,7 @@ from components.common import progress as progress_lib
 _RUNNING = re.compile(r"^Component (\S+) is running\.$")
 _FINISHED = re.compile(r"^Component (\S+) is finished\.$")
 _CACHED = re.compile(r"^A cached execution \d+ is used\.$")
+_EXECUTES = re.compile(r"^Going to run a new execution \d+$")  # the launcher: a cache miss
 MIN_GAP = 10.0  # seconds: no progress line sooner after the step's start or last line
 UNKNOWN_TOTAL_GAP = 30.0  # seconds between progress lines when the total is unknown
 MAX_STEP_LINES = 3  # progress lines per step when the output is not a terminal
@@ -68,6 +74,7 @@ class Console:
         self._open = False
         self._head = ""  # the text `start` wrote
         self._status = False  # the open line holds a status after its head
+        self._held: str | None = None  # a whole line written before anything else
         if tty is None:
             try:
                 tty = stream.isatty()
@@ -76,8 +83,19 @@ class Console:
         self.tty = bool(tty)
 
     def _write(self, text: str) -> None:
+        if self._held is not None:
+            text, self._held = self._held + "\n" + text, None
         self._stream.write(text)
         self._stream.flush()
+
+    @property
+    def held(self) -> str | None:
+        return self._held
+
+    def hold(self, line: str) -> None:
+        """Keeps `line` (a whole line, written when no line is open) back until anything
+        else is written or the console closes, so that it can still be replaced."""
+        self._held = line
 
     def print(self, text: str = "") -> None:
         self._write(("\n" if self._open else "") + text + "\n")
@@ -105,10 +123,9 @@ class Console:
         self._head = ""
 
     def close_line(self) -> None:
-        """Ends an open line (e.g. a step that stopped the run), so what follows starts
-        on its own line."""
-        if self._open:
-            self._write("\n")
+        """Ends an open line (e.g. a step that stopped the run) and writes a held one,
+        so what follows starts on its own line."""
+        self._write("\n" if self._open else "")
         self._open = self._status = False
 
     def _fit(self, line: str) -> str:
@@ -154,6 +171,8 @@ class _ProgressHandler(logging.Handler):
         self._current: str | None = None
         self._cached: set[str] = set()
         self._step: _StepProgress | None = None  # the running step's (None between steps)
+        self._shown = False  # the running step's line is written
+        self._quiet: list[tuple[str, str, float]] = []  # (node, state, seconds) held back
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = progress_lib.fields_of(record)
@@ -169,24 +188,53 @@ class _ProgressHandler(logging.Handler):
             self._started[node] = self._clock()
             self._current = node
             self._step = _StepProgress(self._started[node])
-            self.console.start(f"  {node} ...")
+            self._shown = False
         elif match := _FINISHED.match(message):
             node = match.group(1)
             seconds = self._clock() - self._started.get(node, self._clock())
             state = "from cache" if node in self._cached else "ran"
             done = self._step.summary() if self._step and node == self._current else ""
             self._step = None
-            self.console.finish(f" {state} ({seconds:.1f}s{done})", f"  {node} ...")
+            if self._shown:
+                self.console.finish(f" {state} ({seconds:.1f}s{done})", f"  {node} ...")
+            else:
+                self._hold_quiet(node, state, seconds)
         elif _CACHED.match(message) and self._current:
             self._cached.add(self._current)
+        elif _EXECUTES.match(message):
+            self._show()
         elif record.levelno >= logging.WARNING and record.pathname.startswith(_PROJECT_DIRS):
+            self._show()
             self.console.print(f"  {record.levelname.lower()}: {message}")
+
+    def _show(self) -> None:
+        """Writes the running step's line (after the quiet steps held before it)."""
+        if self._step is not None and not self._shown:
+            self._shown = True
+            self.console.start(f"  {self._current} ...")
+
+    def _hold_quiet(self, node: str, state: str, seconds: float) -> None:
+        """A step that did nothing joins the quiet steps just before it on one held line."""
+        if self.console.held is None:  # the last group was written: a new one
+            self._quiet = []
+        self._quiet.append((node, state, seconds))
+        if len(self._quiet) == 1:
+            self.console.hold(f"  {node} ... {state} ({seconds:.1f}s)")
+            return
+        states: dict[str, int] = {}
+        for _, each, _ in self._quiet:
+            states[each] = states.get(each, 0) + 1
+        counts = ", ".join(f"{n} {each}" for each, n in states.items())
+        total = sum(each for _, _, each in self._quiet)
+        first, last = self._quiet[0][0], self._quiet[-1][0]
+        self.console.hold(f"  {len(self._quiet)} steps, {first} to {last}: {counts} ({total:.1f}s)")
 
     def _progress(self, fields: progress_lib.Fields) -> None:
         """A status on a terminal; otherwise a line when it is due (see the module doc)."""
         step = self._step
         if step is None:  # not from a running step
             return
+        self._show()
         step.tasks[fields.task] = fields
         now = self._clock()
         text = f"{fields.task} {progress_lib.describe(fields)}"

@@ -160,7 +160,67 @@ def test_cached_step_and_records_outside_a_step():
     handler.emit(_record("Component ImageExampleGen is running."))
     handler.emit(_record("A cached execution 7 is used."))
     handler.emit(_record("Component ImageExampleGen is finished."))
+    assert out.getvalue() == ""  # held: the next quiet step may join it
+    handler.console.close_line()
     assert out.getvalue() == "  ImageExampleGen ... from cache (0.0s)\n"
+
+
+def _quiet_step(handler, clock, node, cached=True, seconds=0.02):
+    handler.emit(_record(f"Component {node} is running."))
+    if cached:
+        handler.emit(_record("A cached execution 3 is used."))
+    clock.now += seconds
+    handler.emit(_record(f"Component {node} is finished."))
+
+
+def test_a_fully_cached_rerun_is_one_line_before_the_summary():
+    handler, out, clock = _handler()
+    for node in ("BaseModelGen", "ImageExampleGen", "Transform", "Trainer"):
+        _quiet_step(handler, clock, node)
+    _quiet_step(handler, clock, "latest_blessed_model_resolver", cached=False)
+    _quiet_step(handler, clock, "Pusher")
+    handler.console.print("pipeline finished")  # the summary flushes the held line first
+    assert out.getvalue().splitlines() == [
+        "  6 steps, BaseModelGen to Pusher: 5 from cache, 1 ran (0.1s)",
+        "pipeline finished",
+    ]
+
+
+def test_quiet_steps_then_a_step_that_runs_then_quiet_steps_again():
+    handler, out, clock = _handler()
+    _quiet_step(handler, clock, "BaseModelGen")
+    _quiet_step(handler, clock, "ImageExampleGen")
+    handler.emit(_record("Component Trainer is running."))
+    handler.emit(_record("Going to run a new execution 9"))  # the executor starts
+    assert out.getvalue().splitlines() == [
+        "  2 steps, BaseModelGen to ImageExampleGen: 2 from cache (0.0s)",
+        "  Trainer ...",
+    ]  # the step's line is there while it runs, with no progress records
+    clock.now += 7
+    handler.emit(_record("Component Trainer is finished."))
+    _quiet_step(handler, clock, "Pusher")
+    handler.console.close_line()
+    assert out.getvalue().splitlines()[1:] == [
+        "  Trainer ... ran (7.0s)",
+        "  Pusher ... from cache (0.0s)",
+    ]
+
+
+def test_a_warning_in_a_quiet_step_shows_the_step_first():
+    handler, out, clock = _handler()
+    _quiet_step(handler, clock, "BaseModelGen")
+    handler.emit(_record("Component AnomalyGate is running."))
+    warning = _record("2 anomalies", "components.anomaly_gate.gate")
+    warning.levelno, warning.levelname = logging.WARNING, "WARNING"
+    warning.pathname = console_lib._PROJECT_DIRS[0] + "anomaly_gate/gate.py"
+    handler.emit(warning)
+    handler.emit(_record("Component AnomalyGate is finished."))
+    assert out.getvalue().splitlines() == [
+        "  BaseModelGen ... from cache (0.0s)",
+        "  AnomalyGate ...",
+        "  warning: 2 anomalies",
+        "  AnomalyGate ... ran (0.0s)",
+    ]
 
 
 def test_tty_rewrites_the_step_line_in_place(monkeypatch):
