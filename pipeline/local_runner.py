@@ -70,12 +70,12 @@ def run_local(config: PipelineConfig, wait: bool = False) -> None:
     Raises:
         RunInProgressError: another run holds the pipeline root (see the module doc).
     """
-    from tfx import v1 as tfx
+    # Not tfx.v1 (it imports every extension, Google Cloud's clients included: dag.py).
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
     from pipeline.dag import create_pipeline
 
     with run_lock(config, wait):
-        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_file
-        )
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+        metadata = sqlite_metadata_connection_config(config.metadata_file)
+        LocalDagRunner().run(create_pipeline(config, metadata))

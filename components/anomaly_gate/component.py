@@ -12,25 +12,27 @@ and everything after it) are made downstream of this gate in `create_pipeline`.
 import json
 import os
 
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts
 
 from components.anomaly_gate import gate
 from components.common import artifacts
 from components.common.artifacts import ClassVocabulary
 from components.common.schema import SCHEMA_FILE, class_names_from_schema
 
-Schema = tfx.types.standard_artifacts.Schema
+Schema = standard_artifacts.Schema
 
 
-@tfx.dsl.components.component
+@component
 def AnomalyGate(  # noqa: N802 (TFX components are classes by convention)
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     # Optional inputs: TFX's decorator takes the default None as "optional".
-    schema: tfx.dsl.components.InputArtifact[Schema] = None,
-    vocabulary: tfx.dsl.components.InputArtifact[ClassVocabulary] = None,
-    min_train_per_class: tfx.dsl.components.Parameter[int] = 0,
-    min_eval_per_class: tfx.dsl.components.Parameter[int] = 0,
+    schema: InputArtifact[Schema] = None,
+    vocabulary: InputArtifact[ClassVocabulary] = None,
+    min_train_per_class: Parameter[int] = 0,
+    min_eval_per_class: Parameter[int] = 0,
 ) -> None:
     """Raises DataAnomalyError naming every anomaly, class mismatch or short class."""
     splits = artifact_utils.decode_split_names(anomalies.split_names)
@@ -42,9 +44,9 @@ def AnomalyGate(  # noqa: N802 (TFX components are classes by convention)
     )
     if schema is None or vocabulary is None:
         return
-    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, artifacts.VOCABULARY_FILE)) as f:
+    with fileio.open(os.path.join(vocabulary.uri, artifacts.VOCABULARY_FILE)) as f:
         labels = [line.rstrip("\n") for line in f.read().splitlines() if line.strip()]
-    with tfx.dsl.io.fileio.open(os.path.join(vocabulary.uri, artifacts.CLASS_COUNTS_FILE)) as f:
+    with fileio.open(os.path.join(vocabulary.uri, artifacts.CLASS_COUNTS_FILE)) as f:
         counts = json.loads(f.read())
     gate.check_classes(
         class_names_from_schema(os.path.join(schema.uri, SCHEMA_FILE)),

@@ -17,8 +17,10 @@ import os
 import tempfile
 
 from absl import logging
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
 from components.common.examples import EVAL_SPLIT
@@ -31,13 +33,13 @@ NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 RESULT_FILE = "serving_check.json"
 
 
-@tfx.dsl.components.component
+@component
 def ServingCheck(  # noqa: N802 (TFX components are classes by convention)
-    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-    blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
-    num_examples: tfx.dsl.components.Parameter[int] = 8,
-    timeout_seconds: tfx.dsl.components.Parameter[int] = 900,
+    model: InputArtifact[standard_artifacts.Model],
+    examples: InputArtifact[standard_artifacts.Examples],
+    blessing: OutputArtifact[standard_artifacts.InfraBlessing],
+    num_examples: Parameter[int] = 8,
+    timeout_seconds: Parameter[int] = 900,
 ) -> None:
     """Blesses the model (InfraBlessing) when it serves under TF Serving's loader."""
     model_dir = path_utils.serving_model_path(model.uri)
@@ -45,11 +47,11 @@ def ServingCheck(  # noqa: N802 (TFX components are classes by convention)
     with tempfile.TemporaryDirectory() as work_dir:
         result = check.check_servable(model_dir, images, work_dir, float(timeout_seconds))
         _copy_evidence(work_dir, blessing.uri)
-    tfx.dsl.io.fileio.makedirs(blessing.uri)
+    fileio.makedirs(blessing.uri)
     marker = BLESSED_FILE if result.servable else NOT_BLESSED_FILE
-    with tfx.dsl.io.fileio.open(os.path.join(blessing.uri, marker), "w") as f:
+    with fileio.open(os.path.join(blessing.uri, marker), "w") as f:
         f.write(result.reason + "\n")
-    with tfx.dsl.io.fileio.open(os.path.join(blessing.uri, RESULT_FILE), "w") as f:
+    with fileio.open(os.path.join(blessing.uri, RESULT_FILE), "w") as f:
         json.dump(result.to_dict(), f, indent=2)
     blessing.set_int_custom_property(BLESSED_KEY, int(result.servable))
     blessing.set_string_custom_property(REASON_KEY, result.reason)
@@ -63,8 +65,8 @@ def ServingCheck(  # noqa: N802 (TFX components are classes by convention)
 
 def _copy_evidence(work_dir: str, uri: str) -> None:
     """The probe's report and log, for a person who wants to see why."""
-    tfx.dsl.io.fileio.makedirs(uri)
+    fileio.makedirs(uri)
     for name in (check.REPORT_FILE, check.LOG_FILE):
         source = os.path.join(work_dir, name)
         if os.path.exists(source):
-            tfx.dsl.io.fileio.copy(source, os.path.join(uri, name), overwrite=True)
+            fileio.copy(source, os.path.join(uri, name), overwrite=True)
