@@ -44,3 +44,16 @@ def test_vgg16_figure_2_runs_and_reports_break_even(tmp_path, capsys):
     wall, cpu = re.fullmatch(r"(-?[\d.]+) \((-?[\d.]+)\)", cells[-1]).groups()
     assert float(wall) > 0 and float(cpu) > 0  # break-even epochs
     assert "load average (1, 5, 15 min)" in report
+    # Figure 5: the limit and the cold job in fresh processes at 1x and 4x, memory.
+    row = re.search(r"^\| VGG16 \| 32x32 \| block4_pool \| ([\d.]+) img/s \|(.*)\|$", report, re.M)
+    assert row and float(row.group(1)) > 0, report
+    cells = [cell.strip() for cell in row.group(2).split("|")]
+    assert cells[0].endswith(", 10 images") and cells[1].endswith(", 40 images")
+    ratios = [float(re.search(r"\(([\d.]+)\)", cell).group(1)) for cell in cells[:2]]
+    assert all(0 < ratio < 10 for ratio in ratios)  # cold img/s over the limit
+    assert re.fullmatch(r"(PASS|MISS) / (PASS|MISS) / (PASS|MISS)", cells[-1])
+
+
+def test_demo_option_names_a_folder():
+    assert bench.parse_args(["--demo", "demo_data/photos"]).demo == "demo_data/photos"
+    assert bench.parse_args([]).demo is None

@@ -96,6 +96,7 @@ def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_di
     fresh_process()
     plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
     expected = handler.LazyExtractor(plan)(images)  # a worker's first batch: exported
+    prepared.wait_for_exports()
     export = export_of(plan)
     if damage == "missing":
         os.remove(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE))

@@ -62,7 +62,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.transforms.window import GlobalWindows
 from google.protobuf.message import DecodeError
 
-from components.bottleneck_cache import spec, store
+from components.bottleneck_cache import prepared, spec, store
 from components.bottleneck_cache.handler import (
     METRICS_NAMESPACE,
     BottleneckModelHandler,
@@ -578,6 +578,7 @@ def run_bottlenecks(
         for staging in stagings:
             store.release_staging(staging)
         store.release_staging(output_staging_dir(output_uri, run_id))
+        prepared.wait_for_exports()  # the in-memory runner's worker exports here
     return read_counts(output_uri)
 
 

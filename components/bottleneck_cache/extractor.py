@@ -69,7 +69,11 @@ class Extractor:
         graph) as a TensorFlow SavedModel at `directory`, for SavedExtractor.load."""
         module = tf.Module()
         module.extractor = self._extractor
-        module.transform_layer = getattr(self._transform, "layer", None)
+        # The transform graph is not tracked: tracking tft's (tf_keras) layer makes the
+        # export trace every Keras call function again (about 9 s for VGG16). Its graph
+        # is inlined in the traced function; a graph holding resources (tables, which
+        # preprocessing_fn does not create) fails to export, and the cache then builds
+        # the extractor from the Keras model as without an export.
         module.compute = self._function
         tf.saved_model.save(module, directory)
 

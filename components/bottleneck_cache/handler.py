@@ -113,7 +113,7 @@ class LazyExtractor:
                 if self._extractor is None:
                     extractor = load_extractor(self._plan)
                     if self._plan.prepared_dir and isinstance(extractor, Extractor):
-                        prepared.save_extractor(self._plan.prepared_dir, extractor)
+                        prepared.export_in_background(self._plan.prepared_dir, extractor)
                     self._extractor = extractor
         return self._extractor(encoded_images)
 

@@ -17,12 +17,13 @@ cut candidates), i.e. the in-process plan memo's key (plan.py) plus the versions
   arguments makes the same plan from it without loading anything.
 - ``extractor.json`` and ``extractor-<id>/``: the traced extractor function (the
   transform graph, the cut, pooled, frozen base) exported as a TensorFlow SavedModel
-  (``Extractor.save``), with ``probes.npy``, the Keras path's vectors of the fixed probe
-  images (transform_graph.probe_images). The SavedModel is written under a unique name
-  and published by writing extractor.json atomically last, so a reader sees all of it
-  or none. Loading it (``load_extractor``) checks that it reproduces probes.npy
-  (np.allclose, PROBE_RTOL); anything missing, unreadable or different is logged and
-  the caller builds the extractor from the Keras model as before.
+  (``Extractor.save``, in a background thread of the worker that first builds it from
+  the Keras model: ``export_in_background``), with ``probes.npy``, the Keras path's
+  vectors of the fixed probe images (transform_graph.probe_images). The SavedModel is
+  written under a unique name and published by writing extractor.json atomically last,
+  so a reader sees all of it or none. Loading it (``load_extractor``) checks that it
+  reproduces probes.npy (np.allclose, PROBE_RTOL); anything missing, unreadable or
+  different is logged and the caller builds the extractor from the Keras model.
 
 Neither file can stand for other files: the key holds both files' content digests, and
 the worker still checks the files' digests against the plan before using either.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 
 import keras
@@ -112,6 +114,34 @@ def save_extractor(directory: str, extractor: Extractor) -> bool:
         logging.warning("BottleneckCache: could not export the extractor to %s: %s", path, error)
         return False
     return True
+
+
+_exports_lock = threading.Lock()
+_exports: dict[str, threading.Thread] = {}
+
+
+def export_in_background(directory: str, extractor: Extractor) -> None:
+    """save_extractor in a thread of this process (once per directory), so the export
+    overlaps the job's inference instead of adding to it; wait_for_exports joins it."""
+    with _exports_lock:
+        if directory in _exports:
+            return
+        thread = threading.Thread(
+            target=save_extractor, args=(directory, extractor), name="export-extractor"
+        )
+        _exports[directory] = thread
+    thread.start()
+
+
+def wait_for_exports() -> None:
+    """Waits for this process's exports (the job calls it before it returns)."""
+    with _exports_lock:
+        threads = list(_exports.items())
+    for directory, thread in threads:
+        thread.join()
+        with _exports_lock:
+            if _exports.get(directory) is thread:
+                del _exports[directory]
 
 
 def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
