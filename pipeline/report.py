@@ -21,7 +21,8 @@ Sections, each an element with a stable ``id`` (``SECTIONS``; every one is alway
 present, saying "not in this run" when there is nothing to show): ``run`` (header),
 ``dag`` (steps, state, seconds, edges), ``ingest`` (counts, per-class split, quarantine
 table with reasons, duplicates), ``cache`` (vectors computed / reused, failed records),
-``cut`` (the cut point and the measurements that chose it), ``training`` (curves and
+``cut`` (the cut point and the measurements that chose it), ``fine_tune`` (the
+fine-tuning depth and the measurements that chose it), ``training`` (curves and
 the Trainer's numbers), ``confusion``, ``evaluation`` (verdict, candidate vs baseline),
 ``serving`` (ServingCheck's verdict), ``push`` and ``layerwise`` (reconstruction loss
 and pictures of a layer-wise pretrained base).
@@ -39,6 +40,11 @@ it; other plain values, e.g. ``folds``, are listed; a ``cut_selection.png`` besi
 file is shown). ``collect`` finds it in any output of the run (``_cut_selection``) and
 ``render`` draws the table, the chosen row marked. Without it the section says "not
 measured in this run" and names the cut the run used.
+
+The fine_tune section reads ``FINE_TUNE_SELECTION_FILE`` (``fine_tune_selection.json``,
+what components/trainer/fine_tune_selection.py writes for ``fine_tune: auto``) the same
+way (same format, ``fine_tune_selection.png`` beside it), and names the setting the
+Trainer used (its metrics.json).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ SECTIONS = (
     "ingest",
     "cache",
     "cut",
+    "fine_tune",
     "training",
     "confusion",
     "evaluation",
@@ -69,6 +76,8 @@ SECTIONS = (
 )
 CUT_SELECTION_FILE = "cut_selection.json"
 CUT_SELECTION_PICTURE = "cut_selection.png"
+FINE_TUNE_SELECTION_FILE = "fine_tune_selection.json"
+FINE_TUNE_SELECTION_PICTURE = "fine_tune_selection.png"
 TABLE_ROWS = 500  # rows of a quarantine / duplicates / failures table; the rest counted
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _STATE_WORDS = {"COMPLETE": "ran", "CACHED": "from cache", "FAILED": "failed"}
@@ -132,6 +141,8 @@ _UNREADABLE = Evaluation("the Evaluator's output could not be read (see the run'
 
 @dataclasses.dataclass(frozen=True)
 class CutSelection:
+    """A measured choice (the cut point, or the fine-tuning depth) and its table."""
+
     chosen: str
     reason: str = ""
     rows: tuple[Mapping[str, Any], ...] = ()
@@ -161,6 +172,8 @@ class Report:
     cache_failed: Rows = Rows()
     cut: CutSelection | None = None
     cut_used: str = ""  # the cut the run's cache and Trainer used
+    fine_tune: CutSelection | None = None  # fine_tune auto's measured table
+    fine_tune_used: str = ""  # the Trainer's fine-tuning setting and what it did
     training: tuple[Training, ...] = ()
     confusion_png: bytes | None = None
     confusion_matrix: tuple[tuple[int, ...], ...] = ()
@@ -233,6 +246,15 @@ def collect(summary, config=None, log_path: str = "") -> Report:
         ),
         cut=_guarded("the cut selection", None, _cut_selection, summary),
         cut_used=_cut_used(summary, trainer_metrics),
+        fine_tune=_guarded(
+            "the fine-tuning selection",
+            None,
+            _cut_selection,
+            summary,
+            FINE_TUNE_SELECTION_FILE,
+            FINE_TUNE_SELECTION_PICTURE,
+        ),
+        fine_tune_used=_fine_tune_used(trainer_metrics),
         training=_guarded("training reports", (), _training, summary),
         confusion_png=_guarded("the confusion matrix", None, _read_png, confusion_path),
         confusion_matrix=matrix,
@@ -431,19 +453,33 @@ def _training(summary) -> tuple[Training, ...]:
     return tuple(parts)
 
 
-def _cut_selection(summary) -> CutSelection | None:
-    """The measured cut point (CUT_SELECTION_FILE in any output of the run), if any."""
+def _cut_selection(
+    summary, name: str = CUT_SELECTION_FILE, picture_name: str = CUT_SELECTION_PICTURE
+) -> CutSelection | None:
+    """A measured choice: the file `name` (default the cut point's) in any output of the
+    run, at its top or in reports/, with `picture_name` beside it; None if absent."""
     for node in sorted(summary.outputs):
         for artifact in summary.outputs[node]:
-            for path in (
-                _join(artifact.uri, CUT_SELECTION_FILE),
-                _join(artifact.uri, "reports", CUT_SELECTION_FILE),
-            ):
+            for path in (_join(artifact.uri, name), _join(artifact.uri, "reports", name)):
                 found = _read_json(path)
                 if isinstance(found, dict):
-                    picture = _read_png(path[: -len(CUT_SELECTION_FILE)] + CUT_SELECTION_PICTURE)
+                    picture = _read_png(path[: -len(name)] + picture_name)
                     return cut_selection_from(found, f"{node}: {path}", picture)
     return None
+
+
+def _fine_tune_used(trainer_metrics: Mapping[str, Any]) -> str:
+    """'auto: 1 top layer(s) unfrozen (block4_conv3)' from the Trainer's metrics."""
+    fine_tune = trainer_metrics.get("fine_tune")
+    if not isinstance(fine_tune, Mapping) or "setting" not in fine_tune:
+        return ""
+    layers = fine_tune.get("unfrozen_layers") or 0
+    if not layers:
+        return f"{fine_tune['setting']}: the base stayed frozen"
+    names = ", ".join(map(str, fine_tune.get("layer_names") or ()))
+    return f"{fine_tune['setting']}: top {layers} layer(s) fine-tuned" + (
+        f" ({names})" if names else ""
+    )
 
 
 def cut_selection_from(
@@ -615,6 +651,7 @@ _TITLES = {
     "ingest": "Ingestion",
     "cache": "Bottleneck cache",
     "cut": "Cut point",
+    "fine_tune": "Fine-tuning depth",
     "training": "Training",
     "confusion": "Confusion matrix",
     "evaluation": "Evaluation",
@@ -702,6 +739,7 @@ def render(report: Report) -> str:
         _section("ingest", _ingest_html(report)),
         _section("cache", _cache_html(report)),
         _section("cut", _cut_html(report)),
+        _section("fine_tune", _fine_tune_html(report)),
         _section("training", _training_html(report)),
         _section("confusion", _confusion_html(report)),
         _section("evaluation", _evaluation_html(report)),
@@ -993,12 +1031,27 @@ def _cache_html(report: Report) -> str:
 
 def _cut_html(report: Report) -> str:
     used = f" The cut this run used: <code>{_e(report.cut_used)}</code>." if report.cut_used else ""
-    cut = report.cut
+    what = f"A step that measures cut points writes <code>{CUT_SELECTION_FILE}</code>"
+    return _selection_html(report.cut, used, what, "cut selection")
+
+
+def _fine_tune_html(report: Report) -> str:
+    used = report.fine_tune_used
+    used = f" The Trainer's setting: <code>{_e(used)}</code>." if used else ""
+    what = (
+        f"The Trainer writes <code>{FINE_TUNE_SELECTION_FILE}</code> with "
+        "<code>fine_tune: auto</code>"
+    )
+    return _selection_html(report.fine_tune, used, what, "fine-tuning selection")
+
+
+def _selection_html(cut: CutSelection | None, used: str, what: str, alt: str) -> str:
+    """A measured choice: what was chosen and used, why, the table (the chosen row
+    marked), the other facts and the picture; or that it was not measured."""
     if cut is None:
         return (
             f'<p class="none">Not measured in this run.</p><p>{used.strip()}</p>'
-            f'<p class="none">A step that measures cut points writes <code>{CUT_SELECTION_FILE}'
-            "</code> into its output; it is shown here.</p>"
+            f'<p class="none">{what} into its output; it is shown here.</p>'
         )
     parts = [f"<p>Chosen: <strong>{_e(cut.chosen)}</strong>{used}</p>"]
     if cut.reason:
@@ -1011,7 +1064,7 @@ def _cut_html(report: Report) -> str:
             "chosen" if any(str(v) == cut.chosen for v in row.values()) else "" for row in cut.rows
         ]
         parts.append(_table(columns, [[row.get(c) for c in columns] for row in cut.rows], marks))
-    parts.append(_row([_facts(cut.facts), _image(cut.png, "cut selection") if cut.png else ""]))
+    parts.append(_row([_facts(cut.facts), _image(cut.png, alt) if cut.png else ""]))
     if cut.source:
         parts.append(f'<p class="none">From {_e(cut.source)}</p>')
     return "".join(parts)

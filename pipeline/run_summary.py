@@ -91,6 +91,11 @@ class RunSummary:
         return self._trainer_report("cut_selection.json")
 
     @property
+    def fine_tune_selection(self) -> dict | None:
+        """fine_tune auto: the Trainer's measured depths (reports/fine_tune_selection.json)."""
+        return self._trainer_report("fine_tune_selection.json")
+
+    @property
     def pushed_version(self) -> str | None:
         """The serving version Pusher recorded in this run, if it pushed."""
         destination = self.pushed_destination
@@ -310,3 +315,26 @@ def _node_of(store: mlmd.MetadataStore, execution_id: int, pipeline_name: str) -
         if context.type == "node" and context.name.startswith(pipeline_name + "."):
             return context.name[len(pipeline_name) + 1 :]
     return f"execution-{execution_id}"
+
+
+def fine_tune_lines(selection: dict) -> list[str]:
+    """The run summary's lines for fine_tune auto's table (RunSummary.fine_tune_selection):
+    the choice and what measuring took, then one line per setting."""
+    lines = [
+        f"  fine-tune: {selection['chosen']} (fine_tune auto: accuracy on a validation fold "
+        f"of {selection['validation_examples']} train examples, gain vs off +- its SE; "
+        f"{selection['seconds']:.0f}s of a {selection['budget_seconds']:g}s budget)"
+    ]
+    for row in selection["rows"]:
+        mark = "  <- chosen" if row["setting"] == selection["chosen"] else ""
+        if row.get("skipped"):
+            lines.append(f"    {row['setting']:<6} skipped ({row['skipped']}){mark}")
+            continue
+        gain = ""
+        if row.get("gain_vs_off") is not None:
+            se = row.get("gain_se")
+            gain = f"  gain {row['gain_vs_off']:+.3f}" + (f" +- {se:.3f}" if se is not None else "")
+        lines.append(
+            f"    {row['setting']:<6} {row['val_accuracy']:.3f}{gain}  {row['seconds']:.0f}s{mark}"
+        )
+    return lines

@@ -88,12 +88,3 @@ def test_unfreeze_top_keeps_batchnorm_in_inference_mode():
     assert surgery.unfreeze_top(extractor, 0) == []
     with pytest.raises(ValueError, match="between 0 and 2"):
         surgery.unfreeze_top(extractor, 3)
-
-
-@pytest.mark.parametrize(
-    ("per_class", "expected_k"), [(10, 0), (49, 0), (50, 5), (200, 15), (5000, 30)]
-)
-def test_auto_policy_unfreezes_more_with_more_labels(per_class, expected_k):
-    k, reason = surgery.choose_unfreeze(per_class, 100)
-    assert k == expected_k
-    assert (f"{per_class} labelled examples per class") in reason

@@ -277,6 +277,61 @@ def test_cut_selection_file_in_both_shapes():
     assert "best mean fold accuracy" in page.section("cut") and "folds" in page.section("cut")
 
 
+def _fine_tune_selection(chosen: int = 0):
+    """A fine_tune auto table as the Trainer measures it (fine_tune_selection.py)."""
+    from components.trainer import fine_tune_selection as selection
+
+    off = selection.Trial(0, (True,) * 8 + (False,) * 2, 7.0)
+    trials = (
+        selection.Trial(1, (True,) * 9 + (False,), 50.0, ("block4_conv3",)),
+        selection.Trial(2, skipped="budget: 100 s spent + 50 s for the previous k > 120 s"),
+    )
+    return selection.FineTuneSelection(
+        off, trials, chosen, "gain within one SE", 10, 40, 120.0, 57.0, 7.0
+    )
+
+
+def test_fine_tune_selection_is_shown_like_the_cut():
+    data = json.loads(json.dumps(_fine_tune_selection().to_dict()))  # as the file holds it
+    measured = report.cut_selection_from(data, "Trainer: reports/fine_tune_selection.json", _png())
+    assert measured.chosen == "off" and [row["setting"] for row in measured.rows] == [
+        "off",
+        "k=1",
+        "k=2",
+    ]
+    got = _full_report(fine_tune=measured, fine_tune_used="auto: the base stayed frozen", cut=None)
+    page = _Page(report.render(got))
+    text = page.section("fine_tune")
+    assert "Chosen: off" in text and "auto: the base stayed frozen" in text
+    assert "gain within one SE" in text and "budget: 100 s spent" in text
+    assert "validation_examples" in text and "standard error" in text  # facts: the rule
+    assert page.chosen_rows == 1 and page.data_images("fine_tune") == 1
+    empty = _Page(report.render(_full_report()))
+    assert "Not measured in this run" in empty.section("fine_tune")
+    assert "fine_tune_selection.json" in empty.section("fine_tune")
+
+
+def test_fine_tune_lines_of_the_run_summary():
+    from pipeline.run_summary import fine_tune_lines
+
+    data = json.loads(json.dumps(_fine_tune_selection(chosen=1).to_dict()))
+    lines = fine_tune_lines(data)
+    assert lines[0].startswith("  fine-tune: k=1 (fine_tune auto") and "120s budget" in lines[0]
+    assert lines[1].split() == ["off", "0.800", "7s"]
+    assert lines[2].split() == [
+        "k=1",
+        "0.900",
+        "gain",
+        "+0.100",
+        "+-",
+        "0.100",
+        "50s",
+        "<-",
+        "chosen",
+    ]
+    assert lines[3].startswith("    k=2    skipped (budget:")
+
+
 def test_default_path_is_under_the_pipeline_root_with_a_safe_name():
     path = report.default_path("/runs", "digits", "2026-11-29T21:27:21.122220")
     assert path == "/runs/reports/digits-2026-11-29T21-27-21.122220.html"
@@ -333,6 +388,13 @@ def test_collect_reads_what_the_components_wrote(tmp_path):
     _write(str(reports_dir / layerwise_spec.HISTORY_FILE), json.dumps(history))
     cut = {"chosen": "block2_pool", "rows": [{"cut_layer": "block2_pool", "accuracy": 0.8}]}
     _write(str(base / "reports" / report.CUT_SELECTION_FILE), json.dumps(cut))
+    from components.trainer import fine_tune_selection
+
+    fine_tune_selection.write_selection(_fine_tune_selection(), str(model / "reports"))
+    _write(
+        str(model / "reports" / trainer_reports.METRICS_FILE),
+        json.dumps({**metrics, "fine_tune": {"setting": "auto", "unfrozen_layers": 0}}),
+    )
     summary = RunSummary(
         run_id="r1",
         pipeline_name="p",
@@ -378,6 +440,10 @@ def test_collect_reads_what_the_components_wrote(tmp_path):
     assert got.cache_failed.rows == ({"image_id": "f00d", "error": "x"},)
     assert got.cut_used == "block2_pool, pooling flatten"
     assert got.cut.chosen == "block2_pool" and got.cut.source.startswith("LayerwisePretrainer")
+    assert got.fine_tune.chosen == "off" and got.fine_tune.source.startswith("Trainer")
+    assert got.fine_tune.png.startswith(b"\x89PNG")
+    assert got.fine_tune_used == "auto: the base stayed frozen"
+    assert summary.fine_tune_selection["rows"][1]["val_accuracy"] == 0.9
     assert got.training[0].curves_png.startswith(b"\x89PNG") and got.confusion_png
     assert got.confusion_matrix == ((1, 0), (1, 0)) and got.class_names == ("5", "6")
     assert len(got.layerwise) == 2 and got.layerwise_layers[0]["last held-out loss"] == 0.3

@@ -189,7 +189,8 @@ def _run_trainer_executor(world, name, config, examples) -> FnArgs:
 
 @pytest.fixture(scope="module")
 def auto_run(world):
-    """TFX's Trainer executor, fine_tune "auto" on 20 images per class (policy: freeze all)."""
+    """TFX's Trainer executor, fine_tune "auto" on 20 images per class (the colours are
+    separated by the frozen features: fine-tuning cannot win on the validation fold)."""
     config = TrainerConfig(
         image=SPEC, drop_top_layers=1, learning_rate=0.05, batch_size=8, epochs=40,
         fine_tune="auto", seed=3,
@@ -295,6 +296,7 @@ def test_config_defaults_and_round_trip():
         ({"dropout": 1.0}, r"trainer\.dropout: must be a number in \[0, 1\), got 1\.0"),
         ({"learning_rate": 0}, r"trainer\.learning_rate: must be a number > 0"),
         ({"fine_tune_lr_factor": 2}, r"trainer\.fine_tune_lr_factor: must be a number in \(0, 1\]"),
+        ({"fine_tune_budget_seconds": 0}, r"trainer\.fine_tune_budget_seconds: .* > 0, got 0"),
         ({"batch_size": 0}, r"trainer\.batch_size: must be an integer >= 1, got 0"),
         ({"epochs": 2.5}, r"trainer\.epochs: must be an integer >= 1"),
         ({"early_stopping_patience": -1}, r"trainer\.early_stopping_patience: .* >= 0"),
@@ -329,7 +331,7 @@ def test_fixed_k_beyond_the_extractor_is_an_error(world):
     extractor = model_surgery.feature_extractor(world["base"], cut_layer="relu2")
     config = TrainerConfig(image=SPEC, cut_layer="relu2", fine_tune=3)
     with pytest.raises(ValueError, match=r"trainer\.fine_tune: 3 .* between 1 and 2"):
-        trainer.choose_fine_tune(config, extractor, np.array([500, 500, 500]), CLASSES)
+        trainer.choose_fine_tune(config, extractor)
 
 
 def test_records_of_another_cut_are_rejected(world, auto_run):
@@ -352,13 +354,20 @@ def test_head_learns_the_easy_classes(auto_run):
     assert np.trace(metrics["confusion_matrix"]) == round(24 * metrics["eval_accuracy"])
 
 
-def test_auto_with_few_examples_freezes_everything_and_says_why(auto_run):
+def test_auto_measures_on_a_train_fold_and_keeps_the_base_frozen_when_off_wins(auto_run):
     fine_tune = auto_run["metrics"]["fine_tune"]
     assert fine_tune["setting"] == "auto" and fine_tune["unfrozen_layers"] == 0
-    assert "smallest class" in fine_tune["reason"]
-    assert "20 labelled examples per class" in fine_tune["reason"]
-    assert "freezing the whole base" in fine_tune["reason"]
+    selection = fine_tune["selection"]
+    assert selection["validation_examples"] == 12  # a fifth of the 60 labelled train
+    assert selection["fit_examples"] == 48
+    off, *depths = selection["rows"]
+    assert off["setting"] == "off" and off["val_accuracy"] >= 0.9
+    assert [row["k"] for row in depths] == [1, 2]
+    assert "validation fold of 12 train examples" in fine_tune["reason"]
+    assert "fine-tuning off" in fine_tune["reason"]
     assert list(auto_run["metrics"]["phases"]) == ["head"]  # no phase 2
+    with open(os.path.join(auto_run["model_dir"], "reports", "fine_tune_selection.json")) as f:
+        assert json.load(f)["rows"] == selection["rows"]
 
 
 def test_run_fn_writes_model_keras_reports_and_logs(auto_run):

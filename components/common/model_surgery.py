@@ -15,14 +15,13 @@ where the frozen part ends.
 - `unfreeze_top`: for fine-tuning, the top K weighted layers of the base become
   trainable while every BatchNormalization layer stays frozen (inference mode: its
   moving statistics are neither used in batch mode nor updated).
-- `choose_unfreeze`: the `auto` freeze policy: few labels per class, freeze
-  everything; more labels, unfreeze more of the top.
+- How many layers to unfreeze under `fine_tune: auto` is measured by the Trainer
+  (components/trainer/fine_tune_selection.py), not decided here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 
 import keras
@@ -341,29 +340,3 @@ def unfreeze_top(extractor: keras.Model, k: int) -> list[str]:
     for layer in chosen:
         layer.trainable = True
     return [layer.name for layer in chosen]
-
-
-# The auto policy: (minimum labelled examples per class, share of the base's weighted
-# layers to unfreeze). Few labels: fine-tuning would overfit, freeze everything.
-AUTO_POLICY = ((1000, 0.3), (200, 0.15), (50, 0.05), (0, 0.0))
-
-
-def choose_unfreeze(examples_per_class: float, num_weighted_layers: int) -> tuple[int, str]:
-    """The `auto` freeze policy; returns (k layers to unfreeze, the reason, for the log)."""
-    for minimum, share in AUTO_POLICY:
-        if examples_per_class >= minimum:
-            k = round(share * num_weighted_layers)
-            if k == 0:
-                reason = (
-                    f"{examples_per_class:.0f} labelled examples per class (< "
-                    f"{AUTO_POLICY[-2][0]}): freezing the whole base, fine-tuning would overfit"
-                )
-            else:
-                reason = (
-                    f"{examples_per_class:.0f} labelled examples per class (>= {minimum}): "
-                    f"unfreezing the top {k} of {num_weighted_layers} weighted layers "
-                    f"({share:.0%})"
-                )
-            logging.info("freeze policy auto: %s", reason)
-            return k, reason
-    raise AssertionError("AUTO_POLICY ends with a 0 minimum")

@@ -14,6 +14,7 @@ so ``to_dict()`` always writes the canonical form.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,9 @@ BOUNDS = {
     "early_stopping_patience": Bounds(0, integer=True),  # 0: no early stopping
     "fine_tune_epochs": Bounds(1, integer=True),
     "fine_tune_lr_factor": Bounds(0.0, 1.0, low_open=True),
+    # fine_tune auto: seconds the measurement of the depths may take (it trains through
+    # the base); once spent, further depths are not tried.
+    "fine_tune_budget_seconds": Bounds(0.0, low_open=True),
     "seed": Bounds(0, integer=True),
 }
 
@@ -70,11 +74,14 @@ class TrainerConfig:
             (both phases); 0 disables early stopping.
         mode: "transfer" (head on bottlenecks, then optional fine-tuning) or "full"
             (every layer trained on images; for a source task or a scratch baseline).
-        fine_tune: "off", "auto" (model_surgery.choose_unfreeze decides from the
-            labelled train examples of the smallest class) or K >= 1 top weighted
+        fine_tune: "off", "auto" (measured: off against the top 1 and 2 layers on a
+            validation fold carved from the train split,
+            components.trainer.fine_tune_selection) or K >= 1 top weighted
             (non-BatchNormalization) layers of the extractor to unfreeze.
         fine_tune_epochs: maximum epochs of the fine-tuning phase.
         fine_tune_lr_factor: fine-tuning learning rate = learning_rate * this, in (0, 1].
+        fine_tune_budget_seconds: fine_tune "auto": the measurement stops trying further
+            depths once it has taken this long (> 0).
         seed: seed of weight initialisation, dropout and shuffling.
     """
 
@@ -93,6 +100,7 @@ class TrainerConfig:
     mode: str = MODE_TRANSFER
     fine_tune_epochs: int = 10
     fine_tune_lr_factor: float = 0.1
+    fine_tune_budget_seconds: float = 240.0
     seed: int = 0
 
     def __post_init__(self):
@@ -128,7 +136,7 @@ class TrainerConfig:
             )
         check_pooling(self.pooling, f"{_PREFIX}.pooling")
         self._set("hidden_units", _hidden_units(self.hidden_units))
-        for name in ("dropout", "learning_rate", "fine_tune_lr_factor"):
+        for name in ("dropout", "learning_rate", "fine_tune_lr_factor", "fine_tune_budget_seconds"):
             self._set(name, _number(name, getattr(self, name)))
         for name in ("batch_size", "epochs", "early_stopping_patience", "fine_tune_epochs"):
             _check_int(name, getattr(self, name), int(BOUNDS[name].low))
@@ -221,7 +229,12 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def _number(name: str, value: Any) -> float:
     """`value` as a float within BOUNDS[name]; the error names the field and the range."""
     bounds = BOUNDS[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not bounds.contains(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not bounds.contains(value)
+    ):
         raise ValueError(f"{_PREFIX}.{name}: must be a number {bounds.describe()}, got {value!r}")
     return float(value)
 

@@ -267,15 +267,7 @@ def selection_png(selection: CutSelection) -> bytes:
 
 def write_selection(selection: CutSelection, directory: str) -> dict[str, str]:
     """Writes cut_selection.json and cut_selection.png into `directory`; their paths."""
-    import json
+    from components.trainer.reports import write_table
 
-    import tensorflow as tf
-
-    from components.common.artifact_io import join, write_bytes
-
-    tf.io.gfile.makedirs(directory)
-    paths = {"json": join(directory, SELECTION_JSON), "png": join(directory, SELECTION_PNG)}
-    text = json.dumps(selection.to_dict(), indent=2) + "\n"
-    write_bytes(paths["json"], text.encode("utf-8"))
-    write_bytes(paths["png"], selection_png(selection))
-    return paths
+    names = (SELECTION_JSON, SELECTION_PNG)
+    return write_table(directory, names, selection.to_dict(), selection_png(selection))

@@ -96,6 +96,24 @@ def _labelled(features: dict[str, tf.Tensor]) -> tf.Tensor:
     return features[LABEL_KEY] >= 0
 
 
+def record_labels(files: Sequence[str]) -> np.ndarray:
+    """The labels of the labelled records, in file order (int64 [examples]): the order
+    in which ``keep`` masks of the dataset functions below are read."""
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
+    parsed = read_records(files).batch(_COUNT_BATCH).map(lambda r: tf.io.parse_example(r, spec))
+    labels = [batch[LABEL_KEY].numpy() for batch in parsed]
+    labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    return labels[labels >= 0].astype(np.int64)
+
+
+def _kept(ds: tf.data.Dataset, keep: np.ndarray | None) -> tf.data.Dataset:
+    """Only the labelled records whose position (file order) is True in `keep`."""
+    if keep is None:
+        return ds
+    mask = tf.constant(np.asarray(keep, dtype=bool))
+    return ds.enumerate().filter(lambda i, _: tf.gather(mask, i)).map(lambda _, x: x)
+
+
 def _shuffle_batch(
     ds: tf.data.Dataset, batch_size: int, size: int, shuffle_seed: int | None
 ) -> tf.data.Dataset:
@@ -119,6 +137,7 @@ def bottleneck_dataset(
     *,
     shuffle_seed: int | None = None,
     key: str = BOTTLENECK_KEY,
+    keep: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """(bottleneck float32 [batch, *shape], label int64 [batch]) batches.
 
@@ -130,6 +149,8 @@ def bottleneck_dataset(
         shuffle_seed: shuffle with this seed (every epoch a new order); None keeps the
             file order (evaluation).
         key: the vector's feature (a candidate's, examples.candidate_key, for cut auto).
+        keep: a boolean mask over the labelled records in file order (record_labels):
+            only those are read (a fold of the split); None: all. `size` counts the kept.
     """
     shape = [int(d) for d in shape]
     spec = {
@@ -140,9 +161,8 @@ def bottleneck_dataset(
         read_records(files)
         .map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
         .filter(_labelled)
-        .map(lambda f: (tf.reshape(f[key], shape), f[LABEL_KEY]))
-        .cache()
     )
+    ds = _kept(ds, keep).map(lambda f: (tf.reshape(f[key], shape), f[LABEL_KEY])).cache()
     return _shuffle_batch(ds, batch_size, size, shuffle_seed).prefetch(tf.data.AUTOTUNE)
 
 
@@ -167,12 +187,13 @@ def image_dataset(
     size: int,
     *,
     shuffle_seed: int | None = None,
+    keep: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """(preprocessed image float32 [batch, h, w, 3], label int64 [batch]) batches.
 
     Arguments as in bottleneck_dataset; images go through ``image_spec.preprocess``.
     """
-    ds = _shuffle_batch(_encoded_dataset(files), batch_size, size, shuffle_seed)
+    ds = _shuffle_batch(_kept(_encoded_dataset(files), keep), batch_size, size, shuffle_seed)
     ds = ds.map(
         lambda encoded, label: (image_spec.preprocess(encoded), label),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -106,6 +106,24 @@ def write_reports(
     return paths
 
 
+def write_table(
+    directory: str, names: tuple[str, str], content: Mapping[str, Any], png: bytes
+) -> dict[str, str]:
+    """Writes a measured table (a selection's JSON and its picture) into `directory`.
+
+    Args:
+        names: the (JSON, PNG) file names.
+    Returns:
+        {"json": path, "png": path}.
+    """
+    tf.io.gfile.makedirs(directory)
+    paths = {"json": join(directory, names[0]), "png": join(directory, names[1])}
+    text = json.dumps(content, indent=2, default=_jsonable) + "\n"
+    write_bytes(paths["json"], text.encode("utf-8"))
+    write_bytes(paths["png"], png)
+    return paths
+
+
 def _jsonable(value: Any) -> Any:
     """numpy scalars and arrays -> Python numbers and lists (json.dumps default)."""
     if isinstance(value, np.ndarray):

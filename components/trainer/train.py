@@ -13,8 +13,10 @@ same code Transform ran.
    (``model_surgery.build_head``) trains on the cached vectors with Adam, early
    stopping on the eval split's loss (best weights restored), TensorBoard logs in
    ``model_run_dir/head``.
-2. Fine-tuning (optional): ``fine_tune`` "auto" asks ``model_surgery.choose_unfreeze``
-   (labelled train examples of the smallest class, weighted layers of the extractor);
+2. Fine-tuning (optional): ``fine_tune`` "auto" measures it first
+   (``measure_fine_tune``, rule in ``components.trainer.fine_tune_selection``: off
+   against the top 1 and 2 layers on a validation fold of the train split, both
+   phases below run on the rest, within ``fine_tune_budget_seconds``);
    with K > 0 the top K weighted layers are unfrozen (``model_surgery.unfreeze_top``,
    BatchNormalization stays frozen) and extractor + head train on the images of the
    same records at learning_rate * fine_tune_lr_factor. The extractor is called with
@@ -38,6 +40,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import posixpath
+import random
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -51,6 +55,7 @@ from components.common.examples import BOTTLENECK_KEY, candidate_key
 from components.common.schema import class_names_from_schema
 from components.trainer import cut_selection as cut_selection_lib
 from components.trainer import data, reports
+from components.trainer import fine_tune_selection as fine_tune_lib
 from components.trainer.config import MODE_FULL, TrainerConfig
 
 __all__ = ["ExportResult", "TrainResult", "TrainerConfig", "export", "run_fn", "train"]
@@ -101,6 +106,7 @@ class TrainResult:
     phases: tuple[PhaseResult, ...]
     cut_layer: str = ""  # the cut trained (cut_layer "auto": the one selected)
     cut_selection: cut_selection_lib.CutSelection | None = None
+    fine_tune_selection: fine_tune_lib.FineTuneSelection | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,12 +205,20 @@ def train(
         shape = _bottleneck_shape(config, extractor, train_files, key)
     train_counts = data.count_labels(train_files, len(class_names), "train")
     eval_counts = data.count_labels(eval_files, len(class_names), "eval")
-    choice = (
-        FineTuneChoice(0, "mode full: every layer is trained")
-        if full
-        else choose_fine_tune(config, extractor, train_counts, class_names)
-    )
     head_spec = model_surgery.HeadSpec(len(class_names), config.hidden_units, config.dropout)
+    measured = None
+    if full:
+        choice = FineTuneChoice(0, "mode full: every layer is trained")
+    elif config.fixed_unfreeze is None:  # auto: measured on the train split only
+        # Python's and NumPy's generators (Keras draws initial weights and dropout seeds
+        # from them) are put back: the real head starts as with a fixed setting.
+        states = random.getstate(), np.random.get_state()
+        measured = measure_fine_tune(extractor, config, shape, head_spec, train_files, key)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        choice = FineTuneChoice(measured.chosen, f"auto, measured: {measured.reason}")
+    else:
+        choice = choose_fine_tune(config, extractor)
     head = model_surgery.build_head(shape, head_spec)
     splits = _Splits(train_files, eval_files, int(train_counts.sum()), int(eval_counts.sum()), key)
     if full:
@@ -226,6 +240,7 @@ def train(
         phases=tuple(phases),
         cut_layer=model_surgery.resolve_cut_layer(base, config.cut_layer, config.drop_top_layers),
         cut_selection=selection,
+        fine_tune_selection=measured,
     )
 
 
@@ -265,46 +280,132 @@ def _bottleneck_shape(
     return shape
 
 
-def choose_fine_tune(
-    config: TrainerConfig,
-    extractor: keras.Model,
-    train_counts: np.ndarray,
-    class_names: Sequence[str],
-) -> FineTuneChoice:
-    """K (top weighted layers to unfreeze) from the config or the auto policy, and why.
-
-    Raises:
-        ValueError: a fixed K larger than the extractor's unfreezable layers.
-    """
-    unfreezable = len(
+def unfreezable_layers(extractor: keras.Model) -> int:
+    """How many layers fine-tuning can unfreeze: weighted, not BatchNormalization."""
+    return len(
         [
             layer
             for layer in model_surgery.weighted_layers(extractor)
             if not isinstance(layer, keras.layers.BatchNormalization)
         ]
     )
+
+
+def choose_fine_tune(config: TrainerConfig, extractor: keras.Model) -> FineTuneChoice:
+    """K (top weighted layers to unfreeze) as the config fixes it ("off" or K), and why;
+    "auto" is measured by `measure_fine_tune`.
+
+    Raises:
+        ValueError: a fixed K larger than the extractor's unfreezable layers, or "auto".
+    """
+    unfreezable = unfreezable_layers(extractor)
     fixed = config.fixed_unfreeze
+    if fixed is None:
+        raise ValueError("fine_tune 'auto' is measured: call measure_fine_tune")
     if fixed == 0:
         return FineTuneChoice(0, "fine_tune is 'off': the head alone is trained")
-    if fixed is not None:
-        if fixed > unfreezable:
-            raise ValueError(
-                f"trainer.fine_tune: {fixed} is more than the {unfreezable} weighted "
-                f"(non-BatchNormalization) layers of the extractor; choose 'off', 'auto' or "
-                f"an integer K between 1 and {unfreezable}"
-            )
-        return FineTuneChoice(fixed, f"fine_tune is {fixed}: set in the config")
-    smallest = int(np.argmin(train_counts))
-    per_class = float(train_counts[smallest])
-    k, reason = model_surgery.choose_unfreeze(
-        per_class, len(model_surgery.weighted_layers(extractor))
+    if fixed > unfreezable:
+        raise ValueError(
+            f"trainer.fine_tune: {fixed} is more than the {unfreezable} weighted "
+            f"(non-BatchNormalization) layers of the extractor; choose 'off', 'auto' or "
+            f"an integer K between 1 and {unfreezable}"
+        )
+    return FineTuneChoice(fixed, f"fine_tune is {fixed}: set in the config")
+
+
+SELECTION_HEAD = "fine-tune auto: head"
+
+
+def measure_fine_tune(
+    extractor: keras.Model,
+    config: TrainerConfig,
+    shape: tuple[int, ...],
+    head_spec: model_surgery.HeadSpec,
+    train_files: Sequence[str],
+    key: str = BOTTLENECK_KEY,
+    depths: Sequence[int] = fine_tune_lib.CANDIDATE_DEPTHS,
+) -> fine_tune_lib.FineTuneSelection:
+    """fine_tune "auto": off against the top k layers, on a fold of the TRAIN split.
+
+    The validation fold (``fine_tune_selection.validation_fold``, seeded) plays the part
+    the eval split plays in the real training: the head phase (``_train_head``) and each
+    k's fine-tuning phase (``_fine_tune``) train on the rest and early-stop on the fold,
+    and every setting is scored on the fold's images. The eval split is not read. The
+    extractor's weights are restored after every k and at the end.
+
+    Args:
+        extractor: the frozen extractor at the cut (its weights are restored).
+        config: the Trainer's config (head, fine-tuning and budget settings, seed).
+        shape: the bottleneck shape; head_spec: the head.
+        train_files: the train split's records; key: the bottleneck feature.
+        depths: the k compared with off (capped at the unfreezable layers).
+    """
+    start = time.perf_counter()
+    labels = data.record_labels(train_files)
+    val = fine_tune_lib.validation_fold(labels, config.seed)
+    splits = _Splits(train_files, train_files, int((~val).sum()), int(val.sum()), key, ~val, val)
+    keras.utils.set_random_seed(config.seed)
+    head = model_surgery.build_head(shape, head_spec)
+    _train_head(head, config, shape, splits, None, phase=SELECTION_HEAD)
+    fold_images = data.image_dataset(
+        train_files, config.image, config.batch_size, splits.eval_size, keep=val
     )
-    reason = f"auto, smallest class {class_names[smallest]!r}: {reason}"
-    if k > unfreezable:
-        reason += f" (capped at the {unfreezable} non-BatchNormalization layers)"
-        k = unfreezable
-    logging.info("trainer: fine-tuning %d layers; %s", k, reason)
-    return FineTuneChoice(k, reason)
+    trained_head = _snapshot(head)
+    base_weights = _snapshot(extractor)
+    off = fine_tune_lib.Trial(0, _correct(extractor, head, fold_images))
+    head_seconds = time.perf_counter() - start
+    off = dataclasses.replace(off, seconds=head_seconds)
+
+    def trial(k: int) -> fine_tune_lib.Trial:
+        _restore(trained_head)
+        _restore(base_weights)
+        phase = _fine_tune(extractor, head, config, k, splits, None, f"fine-tune auto: k={k}")
+        return fine_tune_lib.Trial(
+            k, _correct(extractor, head, fold_images), layer_names=phase.trainable_layers
+        )
+
+    unfreezable = unfreezable_layers(extractor)
+    trials = fine_tune_lib.run_trials(
+        [k for k in depths if k <= unfreezable], trial, config.fine_tune_budget_seconds, start
+    )
+    _restore(base_weights)
+    extractor.trainable = False
+    chosen, reason = fine_tune_lib.decide(off, trials)
+    seconds = time.perf_counter() - start
+    reason += f" ({seconds:.0f} s, budget {config.fine_tune_budget_seconds:g} s)"
+    selection = fine_tune_lib.FineTuneSelection(
+        off,
+        tuple(trials),
+        chosen,
+        reason,
+        int(val.sum()),
+        int((~val).sum()),
+        config.fine_tune_budget_seconds,
+        seconds,
+        head_seconds,
+    )
+    logging.info("trainer: fine_tune auto: %s\n%s", reason, fine_tune_lib.table(selection))
+    return selection
+
+
+def _snapshot(model: keras.Model) -> list[tuple[Any, np.ndarray]]:
+    """Every variable of `model` (seed states included) with its current value."""
+    return [(variable, keras.ops.convert_to_numpy(variable)) for variable in model.variables]
+
+
+def _restore(snapshot: list[tuple[Any, np.ndarray]]) -> None:
+    for variable, value in snapshot:
+        variable.assign(value)
+
+
+def _correct(extractor, head, images: tf.data.Dataset) -> tuple[bool, ...]:
+    """Per example of `images` (in order): does the classifier predict its label?"""
+    correct = []
+    for batch, labels in images:
+        probabilities = head(extractor(batch, training=False), training=False)
+        predicted = np.argmax(keras.ops.convert_to_numpy(probabilities), axis=-1)
+        correct += (predicted == labels.numpy()).tolist()
+    return tuple(bool(c) for c in correct)
 
 
 def _compile(model: keras.Model, learning_rate: float) -> None:
@@ -323,27 +424,28 @@ class _Splits(NamedTuple):
     train_size: int
     eval_size: int
     key: str = BOTTLENECK_KEY  # the bottleneck feature (a candidate's for cut auto)
+    # Masks over the labelled records (data.record_labels order); None: every record.
+    # fine_tune auto's fold: both "splits" are the train files, the masks complementary.
+    train_keep: np.ndarray | None = None
+    eval_keep: np.ndarray | None = None
+
+    def datasets(self, read, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        """(train, eval) datasets: `read(files, size, shuffle_seed=, keep=)` on each split,
+        the train split shuffled with `seed`."""
+        train = read(self.train_files, self.train_size, shuffle_seed=seed, keep=self.train_keep)
+        return train, read(self.eval_files, self.eval_size, keep=self.eval_keep)
 
 
-def _train_head(head, config, shape, splits: _Splits, log_dir) -> PhaseResult:
+def _train_head(head, config, shape, splits: _Splits, log_dir, phase=HEAD_PHASE) -> PhaseResult:
     """Phase 1: the head on the cached bottleneck vectors."""
-    batch = config.batch_size
-    train_ds = data.bottleneck_dataset(
-        splits.train_files,
-        shape,
-        batch,
-        splits.train_size,
-        shuffle_seed=config.seed,
-        key=splits.key,
-    )
-    eval_ds = data.bottleneck_dataset(
-        splits.eval_files, shape, batch, splits.eval_size, key=splits.key
+    datasets = splits.datasets(
+        lambda files, size, **kw: data.bottleneck_dataset(
+            files, shape, config.batch_size, size, key=splits.key, **kw
+        ),
+        config.seed,
     )
     _compile(head, config.learning_rate)
-    epochs = config.epochs
-    return _fit(
-        HEAD_PHASE, head, (train_ds, eval_ds), epochs, config.learning_rate, config, log_dir
-    )
+    return _fit(phase, head, datasets, config.epochs, config.learning_rate, config, log_dir)
 
 
 def _train_full(extractor, head, config, splits: _Splits, log_dir) -> PhaseResult:
@@ -354,24 +456,21 @@ def _train_full(extractor, head, config, splits: _Splits, log_dir) -> PhaseResul
         layer.trainable = True
     model = build_classifier(extractor, head)
     _compile(model, config.learning_rate)
-    spec, batch = config.image, config.batch_size
-    train_ds = data.image_dataset(
-        splits.train_files, spec, batch, splits.train_size, shuffle_seed=config.seed
-    )
-    eval_ds = data.image_dataset(splits.eval_files, spec, batch, splits.eval_size)
-    phase = _fit(
-        FULL_PHASE,
-        model,
-        (train_ds, eval_ds),
-        config.epochs,
-        config.learning_rate,
-        config,
-        log_dir,
-    )
+    datasets = splits.datasets(_images_of(config), config.seed)
+    phase = _fit(FULL_PHASE, model, datasets, config.epochs, config.learning_rate, config, log_dir)
     extractor.trainable = False
     return dataclasses.replace(
         phase, trainable_layers=tuple(layer.name for layer in extractor.layers)
     )
+
+
+def _images_of(config: TrainerConfig):
+    """The reader of preprocessed images (data.image_dataset) for _Splits.datasets."""
+
+    def read(files, size, **kw):
+        return data.image_dataset(files, config.image, config.batch_size, size, **kw)
+
+    return read
 
 
 class FineTuneModel(keras.Model):
@@ -390,24 +489,20 @@ class FineTuneModel(keras.Model):
         return self.head(self.extractor(images, training=False), training=training)
 
 
-def _fine_tune(extractor, head, config, k, splits: _Splits, log_dir) -> PhaseResult:
+def _fine_tune(
+    extractor, head, config, k, splits: _Splits, log_dir, phase=FINE_TUNE_PHASE
+) -> PhaseResult:
     """Phase 2: the top k weighted layers + head on the images, at a lower rate."""
     names = model_surgery.unfreeze_top(extractor, k)
     logging.info("trainer: fine-tuning %s", names)
     model = FineTuneModel(extractor, head, name="fine_tune")
     learning_rate = config.learning_rate * config.fine_tune_lr_factor
     _compile(model, learning_rate)
-    spec, batch = config.image, config.batch_size
-    train_ds = data.image_dataset(
-        splits.train_files, spec, batch, splits.train_size, shuffle_seed=config.seed
-    )
-    eval_ds = data.image_dataset(splits.eval_files, spec, batch, splits.eval_size)
+    datasets = splits.datasets(_images_of(config), config.seed)
     epochs = config.fine_tune_epochs
-    phase = _fit(
-        FINE_TUNE_PHASE, model, (train_ds, eval_ds), epochs, learning_rate, config, log_dir
-    )
+    result = _fit(phase, model, datasets, epochs, learning_rate, config, log_dir)
     extractor.trainable = False  # back to the frozen extractor feature_extractor returns
-    return dataclasses.replace(phase, trainable_layers=tuple(names))
+    return dataclasses.replace(result, trainable_layers=tuple(names))
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -518,6 +613,13 @@ def export(
             result.cut_selection, join(model_dir, reports.REPORTS_DIR)
         )
         paths.update({"cut_selection": written["json"], "cut_selection_png": written["png"]})
+    if result.fine_tune_selection is not None:
+        written = fine_tune_lib.write_selection(
+            result.fine_tune_selection, join(model_dir, reports.REPORTS_DIR)
+        )
+        paths.update(
+            {"fine_tune_selection": written["json"], "fine_tune_selection_png": written["png"]}
+        )
     return ExportResult(serving_model_dir, keras_path, paths, accuracy)
 
 
@@ -553,6 +655,9 @@ def _metrics(result, config, class_names, accuracy, matrix) -> dict[str, Any]:
             "unfrozen_layers": result.fine_tune.layers,
             "layer_names": list(result.fine_tune.layer_names),
             "reason": result.fine_tune.reason,
+            "selection": (
+                result.fine_tune_selection.to_dict() if result.fine_tune_selection else None
+            ),
         },
         "phases": {phase.name: phase.to_dict() for phase in result.phases},
         "confusion_matrix": matrix,
