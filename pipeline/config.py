@@ -234,8 +234,10 @@ class TrainingConfig:
     early_stopping_patience: int = dataclasses.field(
         default=_TRAINER.early_stopping_patience, metadata=_owned("early_stopping_patience")
     )
-    # off: train the head only; auto: choose how many top layers to unfreeze from the
-    # labelled examples per class; layers: unfreeze fine_tune_layers top layers.
+    # off: train the head only; auto: measure off against unfreezing the top 1 and 2
+    # layers on a fold of the train split, fine-tune only when that wins by more than one
+    # standard error (components/trainer/fine_tune_selection.py); layers: unfreeze
+    # fine_tune_layers top layers.
     fine_tune: str = dataclasses.field(default="auto", metadata=_choice("off", "auto", "layers"))
     fine_tune_layers: int = dataclasses.field(default=0, metadata=_range(0))
     fine_tune_epochs: int = dataclasses.field(

@@ -100,7 +100,7 @@ class TrainerConfig:
     mode: str = MODE_TRANSFER
     fine_tune_epochs: int = 10
     fine_tune_lr_factor: float = 0.1
-    fine_tune_budget_seconds: float = 240.0
+    fine_tune_budget_seconds: float = 120.0
     seed: int = 0
 
     def __post_init__(self):
