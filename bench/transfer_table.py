@@ -16,7 +16,12 @@ head settings (seed replaced), and scored the same way on the same held-out imag
   trains in the demo's time on 2 CPU cores (a from-scratch VGG16 does not);
 - **fine-tuned**: the generic-cut arm, then its top ``--fine-tune-layers`` weighted
   layers unfrozen and trained with the head at a tenth of the learning rate
-  (``fine_tune_lr_factor``), BatchNormalization in inference mode.
+  (``fine_tune_lr_factor``), BatchNormalization in inference mode;
+- **fine_tune_auto**: the generic-cut arm with ``fine_tune: auto``: the Trainer measures
+  off against the top 1 and 2 layers on a fold of the train split and fine-tunes only
+  when that wins beyond one standard error (``components.trainer.fine_tune_selection``).
+  ``--also-depths 1,2`` adds one fixed-depth arm per k (``fine_tune_k<k>``) to compare
+  it with every hand-picked depth.
 
 The other arms' bottleneck records come from BottleneckCache's own executor (a Beam
 job, as in the pipeline) into a temporary cache.
@@ -69,17 +74,23 @@ from components.common.model_surgery import CUT_AUTO  # noqa: E402
 from components.common.schema import class_names_from_schema  # noqa: E402
 from components.trainer import data  # noqa: E402
 from components.trainer import train as trainer  # noqa: E402
-from components.trainer.config import FINE_TUNE_OFF, MODE_FULL, TrainerConfig  # noqa: E402
+from components.trainer.config import (  # noqa: E402
+    FINE_TUNE_AUTO,
+    FINE_TUNE_OFF,
+    MODE_FULL,
+    TrainerConfig,
+)
 
-GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED = (
+GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED, DEPTH_AUTO = (
     "pretrained_cut",
     "pretrained_auto",
     "pretrained_top",
     "random_frozen",
     "scratch",
     "fine_tuned",
+    "fine_tune_auto",
 )
-ARMS = (GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED)
+ARMS = (GENERIC, AUTO, TOP, RANDOM, SCRATCH, FINE_TUNED, DEPTH_AUTO)
 VAL, TEST = "val", "test"
 _BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
@@ -182,6 +193,8 @@ class Result:
     epochs: tuple[int, ...]  # per phase
     seconds: float
     cut: str = ""  # the cut trained (the selected one for cut_layer auto)
+    depth: int = 0  # the layers fine-tuned (the measured choice for fine_tune auto)
+    selection_seconds: float = 0.0  # fine_tune auto: what measuring the depth took
 
 
 def train_and_score(
@@ -195,6 +208,7 @@ def train_and_score(
     start = time.perf_counter()
     result = trainer.train(config, run.class_names, base_dir, files["train"], files[VAL])
     accuracy = evaluate_accuracy(result.classifier, config.image, test_images)
+    measured = result.fine_tune_selection
     return Result(
         arm,
         config.seed,
@@ -202,6 +216,8 @@ def train_and_score(
         tuple(phase.epochs_run for phase in result.phases),
         time.perf_counter() - start,
         result.cut_layer,
+        result.fine_tune.layers,
+        measured.seconds if measured is not None else 0.0,
     )
 
 
@@ -219,6 +235,7 @@ def run_arms(
     random_base: Callable[[int], keras.Model],
     arms: Sequence[str] = ARMS,
     extra_cuts: Sequence[str] = (),
+    extra_depths: Sequence[int] = (),
 ) -> dict[str, list[Result]]:
     """Every arm for every seed (seed-major, so a stopped run still has paired seeds).
 
@@ -226,6 +243,8 @@ def run_arms(
     only when the config's cut_layer is "auto"; the fixed-cut arms use `generic_cut`.
     Each of `extra_cuts` adds an arm "cut_<layer>": the pretrained base frozen at that
     layer + a new head (to compare the automatic choice with every hand-picked one).
+    Each of `extra_depths` adds an arm "fine_tune_k<k>": the generic cut fine-tuned at
+    depth k (to compare fine_tune auto with every hand-picked depth).
     """
     auto = settings.cut_layer == CUT_AUTO
     arms = [arm for arm in arms if arm != AUTO or auto]
@@ -252,6 +271,7 @@ def run_arms(
         )
     results: dict[str, list[Result]] = {arm: [] for arm in arms}
     results.update({f"cut_{layer}": [] for layer in extra_cuts})
+    results.update({f"fine_tune_k{k}": [] for k in extra_depths})
     for seed in seeds:
         plan: list[tuple[str, TrainerConfig, str, dict[str, list[str]]]] = [
             (GENERIC, dataclasses.replace(head, seed=seed), pretrained_dir, prepared[GENERIC])
@@ -282,6 +302,12 @@ def run_arms(
         if FINE_TUNED in arms:
             tuned = dataclasses.replace(head, seed=seed, fine_tune=fine_tune_layers)
             plan.append((FINE_TUNED, tuned, pretrained_dir, prepared[GENERIC]))
+        if DEPTH_AUTO in arms:
+            measured = dataclasses.replace(head, seed=seed, fine_tune=FINE_TUNE_AUTO)
+            plan.append((DEPTH_AUTO, measured, pretrained_dir, prepared[GENERIC]))
+        for k in extra_depths:
+            tuned = dataclasses.replace(head, seed=seed, fine_tune=k)
+            plan.append((f"fine_tune_k{k}", tuned, pretrained_dir, prepared[GENERIC]))
         for layer in extra_cuts:
             fixed = dataclasses.replace(head, seed=seed, cut_layer=layer)
             plan.append((f"cut_{layer}", fixed, pretrained_dir, prepared[f"cut_{layer}"]))
@@ -289,7 +315,7 @@ def run_arms(
             result = train_and_score(arm, config, run, base_dir, files, test_images)
             print(
                 f"  seed {seed} {arm:<15} {result.accuracy:.4f} ({result.seconds:.0f} s, "
-                f"cut {result.cut})",
+                f"cut {result.cut}, fine-tuned layers {result.depth})",
                 flush=True,
             )
             results[arm].append(result)
@@ -304,6 +330,7 @@ DESCRIPTIONS = {
     RANDOM: "same architecture, random frozen weights, cut at {cut} + new head",
     SCRATCH: "{scratch_base} at {size}, every layer trained from scratch on the images",
     FINE_TUNED: "{cut} arm, then its top {k} weighted layers + head at lr x {factor:g}",
+    DEPTH_AUTO: "{cut} arm with fine_tune auto (off vs top 1, 2 on a fold of train)",
 }
 
 
@@ -329,6 +356,8 @@ def summarize(results: dict[str, list[Result]], descriptions: dict[str, str]) ->
             "epochs": [list(r.epochs) for r in runs],
             "seconds": float(sum(r.seconds for r in runs)),
             "cuts": [r.cut for r in runs],
+            "depths": [r.depth for r in runs],
+            "selection_seconds": [r.selection_seconds for r in runs],
         }
         if arm != GENERIC:
             paired = accuracies - reference[: len(accuracies)]
@@ -365,6 +394,11 @@ def format_table(arms: dict, counts: dict[str, int], seeds: Sequence[int]) -> st
     lines += [f"- {arm}: {entry['description']}" for arm, entry in arms.items()]
     if AUTO in arms:
         lines.append(f"- {AUTO} chose, per seed: {', '.join(arms[AUTO]['cuts'])}")
+    if DEPTH_AUTO in arms:
+        entry = arms[DEPTH_AUTO]
+        depths = ", ".join(f"k={d}" if d else "off" for d in entry["depths"])
+        seconds = ", ".join(f"{s:.0f}" for s in entry["selection_seconds"])
+        lines.append(f"- {DEPTH_AUTO} chose, per seed: {depths} (measuring took {seconds} s)")
     lines.append(
         f"- images: {counts['train']} train (the few labels), {counts[VAL]} val (early "
         f"stopping, every arm), {counts[TEST]} test (reported; never trained or stopped on)"
@@ -410,6 +444,12 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated layers: one more arm per layer, the pretrained base frozen "
         "there + a new head (e.g. every candidate of cut_layer auto)",
+    )
+    parser.add_argument(
+        "--also-depths",
+        default="",
+        help="comma-separated k: one more arm per k, the generic cut fine-tuned at depth k "
+        "(e.g. 1,2: the depths fine_tune auto measures)",
     )
     parser.add_argument("--out", action="append", default=[], help=".json or markdown")
     parser.add_argument("--verbose", action="store_true", help="show Keras' epoch lines")
@@ -466,10 +506,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for arm in arms
     }
     extra_cuts = [layer.strip() for layer in args.also_cuts.split(",") if layer.strip()]
+    try:
+        extra_depths = [int(k) for k in args.also_depths.split(",") if k.strip()]
+    except ValueError:
+        parser.error(f"--also-depths: {args.also_depths!r} is not a list of integers")
+    if any(k < 1 for k in extra_depths):
+        parser.error("--also-depths: every k must be >= 1")
     descriptions.update(
         {
             f"cut_{layer}": f"pretrained, frozen, cut at {layer} (hand-picked) + new head"
             for layer in extra_cuts
+        }
+    )
+    descriptions.update(
+        {
+            f"fine_tune_k{k}": f"{generic_cut} arm, then its top {k} weighted layers + head "
+            f"at lr x {settings.fine_tune_lr_factor:g} (hand-picked depth)"
+            for k in extra_depths
         }
     )
     start = time.perf_counter()
@@ -491,6 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             arms=arms,
             extra_cuts=extra_cuts,
+            extra_depths=extra_depths,
         )
         split = split_eval(run.examples, os.path.join(workdir, "count"), args.val_share)
         counts = {part: _count(files) for part, files in split.items()}

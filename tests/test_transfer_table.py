@@ -77,13 +77,14 @@ def world(tmp_path_factory, run_image_example_gen, run_cache, transform_dir, tin
         scratch_base="small_cnn",
         val_share=0.5,
         random_base=lambda seed: testing.tiny_cnn(seed + 100),
+        extra_depths=(1,),
     )
     return {"root": root, "run": run, "results": results}
 
 
 def test_every_arm_has_a_test_accuracy_per_seed(world):
     results = world["results"]
-    assert list(results) == list(table.ARMS)
+    assert list(results) == [*table.ARMS, "fine_tune_k1"]
     for arm, runs in results.items():
         assert [r.seed for r in runs] == list(SEEDS), arm
         assert all(0.0 <= r.accuracy <= 1.0 for r in runs), arm
@@ -92,6 +93,11 @@ def test_every_arm_has_a_test_accuracy_per_seed(world):
     assert all(r.cut == "relu1" for r in results[table.GENERIC])
     assert all(r.cut == "conv2" for r in results[table.TOP])
     assert all(r.cut in ("relu1", "conv2") for r in results[table.AUTO])
+    # fine_tune auto at the relu1 cut (one unfreezable layer, conv1): off or k=1, measured
+    for r in results[table.DEPTH_AUTO]:
+        assert r.depth in (0, 1) and r.selection_seconds > 0
+        assert len(r.epochs) == (2 if r.depth else 1)
+    assert all(r.depth == 1 and len(r.epochs) == 2 for r in results["fine_tune_k1"])
 
 
 def test_third_split_divides_eval_into_disjoint_val_and_test(world, tmp_path):
@@ -109,16 +115,18 @@ def test_third_split_divides_eval_into_disjoint_val_and_test(world, tmp_path):
 
 def test_summary_pairs_each_arm_with_the_generic_cut(world, tmp_path):
     results = world["results"]
-    summary = table.summarize(results, {arm: arm for arm in table.ARMS})
+    summary = table.summarize(results, {arm: arm for arm in results})
     generic = [r.accuracy for r in results[table.GENERIC]]
-    for arm in [a for a in table.ARMS if a != table.GENERIC]:
+    for arm in [a for a in results if a != table.GENERIC]:
         paired = summary[arm]["minus_generic"]["per_seed"]
         expected = [r.accuracy - g for r, g in zip(results[arm], generic, strict=True)]
         np.testing.assert_allclose(paired, expected)
     text = table.format_table(summary, {"train": 12, "val": 6, "test": 6}, SEEDS)
-    for arm in table.ARMS:
+    for arm in results:
         assert f"| {arm} |" in text
     assert f"- {table.AUTO} chose, per seed: " in text
+    assert f"- {table.DEPTH_AUTO} chose, per seed: " in text
+    assert summary[table.DEPTH_AUTO]["depths"] == [r.depth for r in results[table.DEPTH_AUTO]]
     assert "6 test (reported; never trained or stopped on)" in text
     json.dumps(summary)  # JSON-able
 
