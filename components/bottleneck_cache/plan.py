@@ -10,7 +10,10 @@ Loading is what costs (seconds for a MobileNetV2), so it is done at most once pe
 process: the plan records the sha256 of the model file's bytes and of the transform
 graph's files, a plan already made in this process for the same digests and
 arguments is reused as is, and the extractor built here is remembered
-(extractor.py) for the RunInference worker of the same process.
+(extractor.py) for the RunInference worker of the same process. With a cache_dir
+(the executor passes it), the plan is also stored beside the cache namespaces
+(prepared.py), so a later process (every run on Kubeflow) with the same files and
+arguments makes it without loading the model or the transform graph.
 
 Cache namespace: sha256 of (format version, base fingerprint, resolved cut layer,
 applied pooling, transform fingerprint), truncated to NAMESPACE_CHARS hex digits.
