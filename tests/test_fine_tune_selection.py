@@ -197,6 +197,29 @@ def test_the_budget_stops_further_depths(world):
     assert selection.chosen == 0 and "no depth measured within the budget" in selection.reason
     assert selection.seconds >= selection.head_seconds > 0
     assert [row.get("skipped", "")[:7] for row in selection.rows()[1:]] == ["budget:"] * 2
+    assert "| k=2 | - | skipped: budget: " in selection_lib.table(selection)
+
+
+def test_too_few_train_examples_mean_off_with_the_reason(world, tmp_path, make_record):
+    base = _base(conv2_identity=False)
+    records = _records(base, 2, seed=4, make_record=make_record)  # 4 labelled: < 5
+    examples = write_examples(tmp_path / "few", {"train": records, "eval": records})
+    result = trainer.train(
+        CONFIG,
+        CLASSES,
+        world["helps"]["base_dir"],
+        [os.path.join(examples, "Split-train", "*")],
+        [os.path.join(examples, "Split-eval", "*")],
+    )
+    assert result.fine_tune.layers == 0 and "4 labelled train examples are too few" in (
+        result.fine_tune.reason
+    )
+    assert [phase.name for phase in result.phases] == ["head"]
+    (row,) = result.fine_tune_selection.rows()
+    assert row["val_accuracy"] is None and "too few" in row["skipped"]
+    assert "| off (chosen) | - | skipped: 4 labelled" in selection_lib.table(
+        result.fine_tune_selection
+    )
 
 
 # --- the rule and the budget loop, on given numbers ------------------------------------------

@@ -115,6 +115,14 @@ class FineTuneSelection:
         }
 
 
+def not_measured(
+    reason: str, examples: int, budget_seconds: float, seconds: float
+) -> FineTuneSelection:
+    """Off, unmeasured (e.g. too few labelled train examples for a fold), and why."""
+    off = Trial(0, skipped=reason)
+    return FineTuneSelection(off, (), 0, reason, 0, examples, budget_seconds, seconds, 0.0)
+
+
 def _row(trial: Trial, off: Trial | None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "setting": "off" if not trial.k else f"k={trial.k}",
@@ -217,7 +225,7 @@ def table(selection: FineTuneSelection) -> str:
             gain = f"{row['gain_vs_off']:+.3f}"
             gain += f" +- {row['gain_se']:.3f}" if row["gain_se"] is not None else ""
         if row.get("skipped"):
-            gain = "skipped (budget)"
+            gain = f"skipped: {row['skipped']}"
         lines.append(f"| {row['setting']}{mark} | {accuracy} | {gain} | {row['seconds']:.1f} |")
     return "\n".join(lines)
 

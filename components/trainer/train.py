@@ -342,6 +342,14 @@ def measure_fine_tune(
     """
     start = time.perf_counter()
     labels = data.record_labels(train_files)
+    if len(labels) < fine_tune_lib.VALIDATION_FOLDS:
+        return fine_tune_lib.not_measured(
+            f"{len(labels)} labelled train examples are too few to carve a validation "
+            f"fold (at least {fine_tune_lib.VALIDATION_FOLDS}): fine-tuning off",
+            len(labels),
+            config.fine_tune_budget_seconds,
+            time.perf_counter() - start,
+        )
     val = fine_tune_lib.validation_fold(labels, config.seed)
     splits = _Splits(train_files, train_files, int((~val).sum()), int(val.sum()), key, ~val, val)
     keras.utils.set_random_seed(config.seed)
