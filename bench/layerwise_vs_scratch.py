@@ -11,7 +11,8 @@ scored on the same held-out target images:
   new head (the config's head) trained on the frozen features, then every layer
   fine-tuned at ``fine_tune_lr_factor`` x the head's rate;
 - **layerwise, frozen**: the same, without the fine-tuning phase (what the pipeline's
-  Trainer does with ``fine_tune: auto`` at this many labels);
+  Trainer does with ``fine_tune: auto`` when fine-tuning does not win on its
+  validation fold of the train split by more than one standard error);
 - **scratch**: the same network (``stack.build_encoder``: same layers, fresh seeded
   init) and head, every layer trained on the labels for the same total epochs at the
   head's learning rate.

@@ -170,6 +170,11 @@ def print_summary(config, summary, seconds: float, print=print) -> int:  # noqa:
                 f"    {candidate['layer']:<24} {candidate['dim']:>6}-d  "
                 f"{candidate['mean']:.3f} +- {candidate['std']:.3f}{mark}"
             )
+    depth = summary.fine_tune_selection if "Trainer" in states else None
+    if depth is not None:
+        from pipeline.run_summary import fine_tune_line
+
+        print(fine_tune_line(depth))
     verdict = summary.evaluation_verdict()
     if verdict is not None:
         print(f"  evaluation: {verdict}")

@@ -247,6 +247,11 @@ class TrainingConfig:
     fine_tune_lr_factor: float = dataclasses.field(
         default=_TRAINER.fine_tune_lr_factor, metadata=_owned("fine_tune_lr_factor")
     )
+    # fine_tune auto: seconds the measurement may spend (it trains through the base); a
+    # depth is tried only when it fits in what is left.
+    fine_tune_budget_seconds: float = dataclasses.field(
+        default=_TRAINER.fine_tune_budget_seconds, metadata=_owned("fine_tune_budget_seconds")
+    )
     seed: int = dataclasses.field(default=_TRAINER.seed, metadata=_owned("seed"))
 
 

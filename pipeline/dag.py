@@ -70,6 +70,7 @@ _TRAINING_FIELDS = (
     "early_stopping_patience",
     "fine_tune_epochs",
     "fine_tune_lr_factor",
+    "fine_tune_budget_seconds",
     "seed",
 )
 

@@ -317,24 +317,23 @@ def _node_of(store: mlmd.MetadataStore, execution_id: int, pipeline_name: str) -
     return f"execution-{execution_id}"
 
 
-def fine_tune_lines(selection: dict) -> list[str]:
-    """The run summary's lines for fine_tune auto's table (RunSummary.fine_tune_selection):
-    the choice and what measuring took, then one line per setting."""
-    lines = [
-        f"  fine-tune: {selection['chosen']} (fine_tune auto: accuracy on a validation fold "
-        f"of {selection['validation_examples']} train examples, gain vs off +- its SE; "
-        f"{selection['seconds']:.0f}s of a {selection['budget_seconds']:g}s budget)"
-    ]
+def fine_tune_line(selection: dict) -> str:
+    """fine_tune auto's choice on one line of the run summary (RunSummary.
+    fine_tune_selection; the whole table is in the HTML report): the choice, each
+    depth's gain over off with its standard error (or why it was skipped), the time."""
+    measured = []
     for row in selection["rows"]:
-        mark = "  <- chosen" if row["setting"] == selection["chosen"] else ""
         if row.get("skipped"):
-            lines.append(f"    {row['setting']:<6} skipped ({row['skipped']}){mark}")
-            continue
-        gain = ""
-        if row.get("gain_vs_off") is not None:
+            measured.append(f"{row['setting']} skipped ({row['skipped']})")
+        elif row.get("gain_vs_off") is not None:
             se = row.get("gain_se")
-            gain = f"  gain {row['gain_vs_off']:+.3f}" + (f" +- {se:.3f}" if se is not None else "")
-        lines.append(
-            f"    {row['setting']:<6} {row['val_accuracy']:.3f}{gain}  {row['seconds']:.0f}s{mark}"
-        )
-    return lines
+            measured.append(
+                f"{row['setting']} {row['gain_vs_off']:+.3f}"
+                + (f" +- {se:.3f}" if se is not None else "")
+            )
+    gains = f": {', '.join(measured)}" if measured else ""
+    return (
+        f"  fine-tune: {selection['chosen']} (fine_tune auto, gain over off on a fold of "
+        f"{selection['validation_examples']} train examples, kept only above one SE{gains}; "
+        f"{selection['seconds']:.0f}s of a {selection['budget_seconds']:g}s budget)"
+    )

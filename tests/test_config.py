@@ -72,6 +72,10 @@ def test_relative_paths_resolve_against_base_dir_and_remote_uris_are_kept():
             "training.fine_tune: 'all' is not allowed; choose one of: off, auto, layers",
         ),
         (
+            {"training": {"fine_tune_budget_seconds": 0}},
+            "training.fine_tune_budget_seconds: 0.0 is out of range; it must be > 0.0",
+        ),
+        (
             {"evaluation": {"min_accuracy": 1.5}},
             "evaluation.min_accuracy: 1.5 is out of range; it must be >= 0.0 and <= 1.0",
         ),

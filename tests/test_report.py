@@ -311,25 +311,15 @@ def test_fine_tune_selection_is_shown_like_the_cut():
     assert "fine_tune_selection.json" in empty.section("fine_tune")
 
 
-def test_fine_tune_lines_of_the_run_summary():
-    from pipeline.run_summary import fine_tune_lines
+def test_fine_tune_line_of_the_run_summary():
+    from pipeline.run_summary import fine_tune_line
 
     data = json.loads(json.dumps(_fine_tune_selection(chosen=1).to_dict()))
-    lines = fine_tune_lines(data)
-    assert lines[0].startswith("  fine-tune: k=1 (fine_tune auto") and "120s budget" in lines[0]
-    assert lines[1].split() == ["off", "0.800", "7s"]
-    assert lines[2].split() == [
-        "k=1",
-        "0.900",
-        "gain",
-        "+0.100",
-        "+-",
-        "0.100",
-        "50s",
-        "<-",
-        "chosen",
-    ]
-    assert lines[3].startswith("    k=2    skipped (budget:")
+    line = fine_tune_line(data)
+    assert line.startswith("  fine-tune: k=1 (fine_tune auto, gain over off on a fold of ")
+    assert "k=1 +0.100 +- 0.100" in line and "k=2 skipped (budget:" in line
+    assert line.endswith("s of a 120s budget)")
+    assert "\n" not in line
 
 
 def test_default_path_is_under_the_pipeline_root_with_a_safe_name():
