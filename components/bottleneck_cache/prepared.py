@@ -26,7 +26,11 @@ cut candidates), i.e. the in-process plan memo's key (plan.py) plus the versions
   different is logged and the caller builds the extractor from the Keras model.
 
 Neither file can stand for other files: the key holds both files' content digests, and
-the worker still checks the files' digests against the plan before using either.
+the worker still checks the files' digests against the plan before using either. An
+export cut short (a killed process, or a multi_processing worker ended before its
+thread) leaves an unpublished ``extractor-<id>/`` folder that nothing reads; two
+processes exporting at once each write their own folder and the last extractor.json
+wins.
 """
 
 from __future__ import annotations
