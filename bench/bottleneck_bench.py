@@ -7,7 +7,7 @@ machine, the ratios much less)::
     python -m bench.bottleneck_bench [--base mobilenet_v2|vgg16|both] [--images 256] \
         [--size 224] [--vgg16-sizes 96[,224]] [--vgg16-cuts block4_pool[,block5_pool]] \
         [--batch-size 32] [--out snippet.md] [--no-multiprocessing] [--no-memory] \
-        [--workdir DIR]
+        [--workdir DIR] [--demo demo_data/photos]
 
 Inputs, built the way the pipeline builds them:
 
@@ -53,6 +53,16 @@ Figures (see docs/PERFORMANCE.md for what each timing includes):
    vectors computed (target: only the new images).
 4. Peak RSS (VmHWM) of the cache job at 1x and 4x the images, each in a fresh
    subprocess; target 4x/1x <= 1.25 (roughly flat).
+5. Per base (MobileNetV2, and VGG16 at each size with its first cut): the limit, the
+   forward pass of the cut, pooled base on tensors already decoded and resized (same
+   batch size, best of two passes, one before and one after the children), against the
+   cold job in fresh processes at 1x and 4x images (the children of figure 4): ratios
+   (targets >= 0.7 at 1x, >= 0.85 at 4x), marginal rate and peak memory per base. With
+   the fresh-process figures also 3c (+10% in a fresh process / cold in a fresh
+   process, target <= 25%) and 3d (nothing new in a fresh process).
+6. ``--demo DIR``: the photo demo's cache step (VGG16 96x96, caffe scaling, cut_layer
+   auto) on DIR's class folders, each run a fresh process: cold, nothing new (target:
+   whole process < 10 s), +10% new images (target: Do <= 25% of the cold Do).
 """
 
 from __future__ import annotations
