@@ -114,6 +114,83 @@ def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_di
     assert len(loads) == 2
     np.testing.assert_array_equal(extractor(images), expected)
 
+    fresh_process()  # a worker that fell back exports again, replacing the bad export
+    handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    if damage != "missing":
+        assert export_of(plan) != export
+    fresh_process()
+    assert isinstance(handler.load_extractor(plan), extractor_lib.SavedExtractor)
+    assert len(loads) == 3
+
+
+def test_a_failed_export_is_cleaned_up_and_not_tried_again(
+    tmp_path, transform_dir, loads, monkeypatch
+):
+    base = save_base(tiny_cnn(seed=14), tmp_path / "base")
+    images = [make_image(i, seed=23) for i in range(3)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    tries = []
+
+    def failing_save(self, path):
+        tries.append(path)
+        os.makedirs(os.path.join(path, "variables"))  # part of it written, then an error
+        raise ValueError("cannot export a table")
+
+    monkeypatch.setattr(extractor_lib.Extractor, "save", failing_save)
+    handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    assert len(tries) == 1 and not os.path.exists(tries[0])  # the partial folder is gone
+    with open(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE)) as f:
+        assert "cannot export a table" in json.load(f)["failed"]
+
+    fresh_process()  # the next cold worker uses the Keras model and does not export again
+    assert isinstance(handler.LazyExtractor(plan)(images), np.ndarray)
+    prepared.wait_for_exports()
+    assert len(tries) == 1 and len(loads) == 2
+
+
+def test_the_key_holds_the_source_of_the_code_that_makes_plans(tmp_path, monkeypatch):
+    memo_key = ("digest", "relu1")
+    before = prepared.prepared_key(1, memo_key)
+    assert prepared.prepared_key(1, memo_key) == before  # stable within a release
+    changed = tmp_path / "model_surgery.py"  # the same module, one line different
+    import components.common.model_surgery as surgery
+
+    with open(surgery.__file__, encoding="utf-8") as f:
+        changed.write_text(f.read() + "\n# a new release\n")
+    find_spec = prepared.importlib.util.find_spec
+
+    def patched(name, *args):
+        spec_ = find_spec(name, *args)
+        if name == "components.common.model_surgery":
+            spec_ = prepared.importlib.util.spec_from_file_location(name, changed)
+        return spec_
+
+    monkeypatch.setattr(prepared.importlib.util, "find_spec", patched)
+    prepared.code_digest.cache_clear()
+    try:
+        assert prepared.prepared_key(1, memo_key) != before
+    finally:
+        monkeypatch.undo()
+        prepared.code_digest.cache_clear()
+    assert prepared.prepared_key(1, memo_key) == before
+
+
+def test_a_stored_plan_with_other_fields_is_made_again(tmp_path, transform_dir, tiny_base, loads):
+    fresh_process()
+    plan = plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    path = os.path.join(plan.prepared_dir, prepared.PLAN_FILE)
+    with open(path) as f:
+        record = json.load(f)
+    del record["pooling"]  # written by a release whose CachePlan had other fields
+    with open(path, "w") as f:
+        json.dump(record, f)
+    fresh_process()
+    again = plan_lib.make_plan(str(tiny_base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    assert again == plan and len(loads) == 2
+
 
 def test_a_corrupt_stored_plan_is_made_again(tmp_path, transform_dir, tiny_base, loads):
     fresh_process()

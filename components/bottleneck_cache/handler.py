@@ -113,7 +113,13 @@ class LazyExtractor:
                 if self._extractor is None:
                     extractor = load_extractor(self._plan)
                     if self._plan.prepared_dir and isinstance(extractor, Extractor):
-                        prepared.export_in_background(self._plan.prepared_dir, extractor)
+                        # Built from the Keras model: export it, replacing a published
+                        # export that load_extractor rejected (not a recorded failure).
+                        prepared.export_in_background(
+                            self._plan.prepared_dir,
+                            extractor,
+                            replace=prepared.export_rejected(self._plan.prepared_dir),
+                        )
                     self._extractor = extractor
         return self._extractor(encoded_images)
 

@@ -180,6 +180,9 @@ def plan_from_record(record: dict[str, Any], **where: str) -> CachePlan:
     Raises:
         KeyError, TypeError, ValueError: not a record of this format.
     """
+    expected = {field.name for field in dataclasses.fields(CachePlan)} - set(where)
+    if set(record) != expected:  # a field added or removed since it was written
+        raise KeyError(f"plan record fields {sorted(set(record) ^ expected)} differ")
     segments = tuple(
         Segment(**{**segment, "shape": tuple(segment["shape"])}) for segment in record["segments"]
     )

@@ -28,14 +28,22 @@ cut candidates), i.e. the in-process plan memo's key (plan.py) plus the versions
 Neither file can stand for other files: the key holds both files' content digests, and
 the worker still checks the files' digests against the plan before using either. An
 export cut short (a killed process, or a multi_processing worker ended before its
-thread) leaves an unpublished ``extractor-<id>/`` folder that nothing reads; two
-processes exporting at once each write their own folder and the last extractor.json
-wins.
+thread) leaves an unpublished ``extractor-<id>/`` folder that nothing reads (an export
+that fails with an error removes its folder and publishes ``{"failed": reason}``, so it
+is not tried again at every cold run); two processes exporting at once each write their
+own folder and the last extractor.json wins. An export that exists but is rejected
+(its probe vectors differ, a file is damaged) is replaced by the next worker that
+builds the extractor from the Keras model. With multi_processing workers the job may
+end before a worker's export thread: nothing is published then, and the next run
+tries again. The key includes the source of the code that makes the plan and the
+extractor (code_digest), so a new release never reuses an old release's plan.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import threading
 import uuid
@@ -58,9 +66,47 @@ KEY_CHARS = 24
 PROBE_RTOL = 1e-4  # of the largest probe value: a re-run of the same graph is bit-equal
 
 
+# The project's code that turns the files and arguments into a plan and an extractor.
+# Its source is part of the key: a new release that resolves a cut, pools or
+# preprocesses differently must not reuse what the old code stored (the probe check
+# cannot tell: the stored probe vectors were made by the same old code).
+CODE_MODULES = (
+    "components.bottleneck_cache.plan",
+    "components.bottleneck_cache.extractor",
+    "components.bottleneck_cache.prepared",
+    "components.bottleneck_cache.base_file",
+    "components.common.model_surgery",
+    "components.common.transform_graph",
+    "components.common.preprocessing",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 of the source files of CODE_MODULES (found, not imported)."""
+    digest = hashlib.sha256()
+    for name in CODE_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            raise RuntimeError(f"cannot find the source of {name}")
+        with open(spec.origin, "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
 def prepared_key(cache_format: int, memo_key: tuple) -> str:
-    """The folder name for a plan memo key (plan.py) under these library versions."""
-    key = json.dumps([PREPARED_FORMAT, cache_format, tf.__version__, keras.__version__, *memo_key])
+    """The folder name for a plan memo key (plan.py) under these library versions and
+    this code (code_digest)."""
+    key = json.dumps(
+        [
+            PREPARED_FORMAT,
+            cache_format,
+            tf.__version__,
+            keras.__version__,
+            code_digest(),
+            *memo_key,
+        ]
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:KEY_CHARS]
 
 
@@ -95,16 +141,27 @@ def write_plan(directory: str, record: dict) -> None:
 
 
 def has_extractor(directory: str) -> bool:
+    """An export (or the record that exporting failed) is published in `directory`."""
     return tf.io.gfile.exists(join(directory, EXTRACTOR_FILE))
 
 
-def save_extractor(directory: str, extractor: Extractor) -> bool:
-    """Exports `extractor` under `directory` unless one is there; True when written.
+def export_rejected(directory: str) -> bool:
+    """An export is published in `directory` (not a recorded failure) and yet the
+    caller built the extractor from the Keras model: load_extractor rejected it."""
+    record = _read_json(join(directory, EXTRACTOR_FILE))
+    return record is not None and "failed" not in record
 
-    A failure (e.g. a transform graph that cannot be exported) is logged, not raised:
-    later processes then build the extractor from the Keras model, as without it.
+
+def save_extractor(directory: str, extractor: Extractor, replace: bool = False) -> bool:
+    """Exports `extractor` under `directory` unless one is published there (or
+    `replace`: the published one was rejected); True when written.
+
+    A failure (e.g. a transform graph that cannot be exported) is logged, not raised,
+    its partial folder removed, and the failure published (``{"failed": reason}``), so
+    later processes build the extractor from the Keras model without trying to export
+    it again at every cold run.
     """
-    if has_extractor(directory):
+    if has_extractor(directory) and not replace:
         return False
     name = f"extractor-{uuid.uuid4().hex[:12]}"
     path = join(directory, name)
@@ -116,6 +173,13 @@ def save_extractor(directory: str, extractor: Extractor) -> bool:
         write_text_atomically(join(directory, EXTRACTOR_FILE), json.dumps(record))
     except Exception as error:  # noqa: BLE001 - any failure only costs a later rebuild
         logging.warning("BottleneckCache: could not export the extractor to %s: %s", path, error)
+        try:
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.rmtree(path)
+            failed = {"failed": f"{type(error).__name__}: {error}"[:500]}
+            write_text_atomically(join(directory, EXTRACTOR_FILE), json.dumps(failed))
+        except (OSError, tf.errors.OpError) as cleanup:
+            logging.warning("BottleneckCache: could not clean up %s: %s", path, cleanup)
         return False
     return True
 
@@ -124,14 +188,16 @@ _exports_lock = threading.Lock()
 _exports: dict[str, threading.Thread] = {}
 
 
-def export_in_background(directory: str, extractor: Extractor) -> None:
+def export_in_background(directory: str, extractor: Extractor, replace: bool = False) -> None:
     """save_extractor in a thread of this process (once per directory), so the export
     overlaps the job's inference instead of adding to it; wait_for_exports joins it."""
     with _exports_lock:
         if directory in _exports:
             return
         thread = threading.Thread(
-            target=save_extractor, args=(directory, extractor), name="export-extractor"
+            target=save_extractor,
+            args=(directory, extractor, replace),
+            name="export-extractor",
         )
         _exports[directory] = thread
     thread.start()
@@ -150,9 +216,9 @@ def wait_for_exports() -> None:
 
 def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
     """The exported extractor under `directory` if it reproduces its probe vectors,
-    else None (the reason is logged)."""
+    else None (the reason is logged, except for an export that failed before)."""
     record = _read_json(join(directory, EXTRACTOR_FILE))
-    if record is None:
+    if record is None or "failed" in record:
         return None
     try:
         if record.get("dim") != dim:
