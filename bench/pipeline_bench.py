@@ -27,6 +27,7 @@ directory, as for `tfx-transfer run`), after `tfx-transfer demo-data`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -50,10 +51,16 @@ RUN_PATH_IMPORTS = (
 
 
 def bench_config(config_path: str, work: str) -> str:
-    """A copy of the config with its pipeline root and serving root under `work`."""
+    """A copy of the config with everything a run writes under `work`: the pipeline
+    root, and with it ML Metadata's file and the bottleneck cache (a config's own
+    metadata_path or cache.dir would make the "first" run reuse the user's), and the
+    serving root."""
     with open(config_path, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     raw["pipeline_root"] = os.path.join(work, "runs")
+    raw.pop("metadata_path", None)
+    if isinstance(raw.get("cache"), dict):
+        raw["cache"].pop("dir", None)
     raw.setdefault("serving", {})["root"] = os.path.join(work, "serving")
     path = os.path.join(work, "config.yaml")
     with open(path, "w", encoding="utf-8") as f:
@@ -186,7 +193,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--cached-runs", type=int, default=3, help="fully cached reruns after each first run"
     )
     parser.add_argument("--out", help="also write the report (markdown) here")
-    parser.add_argument("--workdir", help="keep the runs here (default: a temp dir, removed)")
+    parser.add_argument(
+        "--workdir", help="keep the runs in a new folder here (default: a temp dir, removed)"
+    )
     args = parser.parse_args(argv)
     if args.first_runs < 1 or args.cached_runs < 0:
         parser.error("--first-runs must be at least 1 and --cached-runs at least 0")
@@ -202,7 +211,12 @@ def main(argv=None) -> None:
     started = time.time()
     interpreter = interpreter_seconds()
     first, cached = [], []
-    with tempfile.TemporaryDirectory(prefix="pipeline_bench_", dir=args.workdir) as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.workdir:  # kept: a new folder under it
+            os.makedirs(args.workdir, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix="pipeline_bench_", dir=args.workdir)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pipeline_bench_"))
         for i in range(args.first_runs):
             work = os.path.join(tmp, f"root{i}")
             os.makedirs(work)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from bench import pipeline_bench
+from pipeline.config import config_from_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +28,21 @@ def _run(wall, span, steps, states, lines=20, load=1.0):
         "states": states,
         "load": load,
     }
+
+
+def test_the_config_copy_writes_nothing_outside_its_folder(tmp_path):
+    source = os.path.join(REPO, "pipeline", "configs", "photos.yaml")
+    with open(source, encoding="utf-8") as f:
+        user = yaml.safe_load(f)
+    user["metadata_path"] = "/home/me/metadata.sqlite"  # a user's own store and cache
+    user["cache"]["dir"] = "/home/me/cache"
+    (tmp_path / "user.yaml").write_text(yaml.safe_dump(user))
+    copy = pipeline_bench.bench_config(str(tmp_path / "user.yaml"), str(tmp_path))
+    with open(copy, encoding="utf-8") as f:
+        config = config_from_dict(yaml.safe_load(f))
+    assert config.metadata_file == str(tmp_path / "runs" / "metadata.sqlite")
+    assert config.cache_dir == str(tmp_path / "runs" / "bottleneck_cache")
+    assert config.cache.batch_size == user["cache"]["batch_size"]
 
 
 def test_the_config_copy_moves_only_the_roots(tmp_path):
