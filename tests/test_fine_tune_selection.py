@@ -194,7 +194,7 @@ def test_the_budget_stops_further_depths(world):
     result = _train(world, "helps", config=config)
     selection = result.fine_tune_selection
     assert [trial.skipped != "" for trial in selection.trials] == [True, True]
-    assert selection.chosen == 0 and "no depth measured within the budget" in selection.reason
+    assert selection.chosen == 0 and "no depth measured (k=1: budget: " in selection.reason
     assert selection.seconds >= selection.head_seconds > 0
     assert [row.get("skipped", "")[:7] for row in selection.rows()[1:]] == ["budget:"] * 2
     assert "| k=2 | - | skipped: budget: " in selection_lib.table(selection)
@@ -245,6 +245,17 @@ def _trial(k, correct):
 def test_decide_keeps_a_depth_only_beyond_one_standard_error(off, trials, chosen, words):
     k, reason = selection_lib.decide(_trial(0, off), [_trial(k, c) for k, c in trials.items()])
     assert k == chosen and words in reason
+
+
+def test_decide_names_why_no_depth_was_measured():
+    off = selection_lib.Trial(0, (True, False, True))
+    skipped = [
+        selection_lib.Trial(1, skipped="the base has 0 weighted layer(s) to unfreeze"),
+        selection_lib.Trial(2, skipped="the base has 0 weighted layer(s) to unfreeze"),
+    ]
+    chosen, reason = selection_lib.decide(off, skipped)
+    assert chosen == 0
+    assert "no depth measured (k=1: the base has 0 weighted layer(s) to unfreeze; k=2:" in reason
 
 
 def test_paired_gain_is_the_standard_error_of_the_per_example_difference():

@@ -202,7 +202,8 @@ def decide(off: Trial, trials: Sequence[Trial]) -> tuple[int, str]:
     measured = [t for t in trials if t.accuracy is not None]
     head = f"validation fold of {n} train examples: off {off.accuracy:.3f}"
     if not measured:
-        return 0, f"{head}; no depth measured within the budget: fine-tuning off"
+        why = "; ".join(sorted({f"k={t.k}: {t.skipped}" for t in trials if t.skipped}))
+        return 0, f"{head}; no depth measured ({why or 'none to try'}): fine-tuning off"
     # highest accuracy, ties to fewer layers
     best = max(measured, key=lambda t: (t.accuracy, -t.k))
     gain, se = paired_gain(best, off)

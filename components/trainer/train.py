@@ -376,6 +376,11 @@ def measure_fine_tune(
     trials = fine_tune_lib.run_trials(
         [k for k in depths if k <= unfreezable], trial, config.fine_tune_budget_seconds, start
     )
+    trials += [  # listed, not dropped: the table says why a depth is missing
+        fine_tune_lib.Trial(k, skipped=f"the base has {unfreezable} weighted layer(s) to unfreeze")
+        for k in depths
+        if k > unfreezable
+    ]
     _restore(base_weights)
     extractor.trainable = False
     chosen, reason = fine_tune_lib.decide(off, trials)
