@@ -52,24 +52,30 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import logging as absl_logging
+from pipeline.cli import quiet_third_party
 
-from components.base_model_gen import bases
-from components.base_model_gen import spec as base_spec
-from components.common import model_io
-from components.common.artifact_io import COMPRESSION, join
-from components.common.examples import IMAGE_ID_KEY, LABEL_KEY
-from components.common.preprocessing import ImageSpec
-from components.common.schema import class_names_from_schema
-from components.trainer import data
-from components.trainer import train as trainer
-from components.trainer.config import MODE_FULL, TrainerConfig
+# The CLI's known third-party noise (TensorFlow's C++ start-up lines, the Google
+# clients' Python 3.10 FutureWarning), hidden before the imports below print it.
+quiet_third_party()
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+
+from components.base_model_gen import bases  # noqa: E402
+from components.base_model_gen import spec as base_spec  # noqa: E402
+from components.common import model_io  # noqa: E402
+from components.common.artifact_io import COMPRESSION, join  # noqa: E402
+from components.common.examples import IMAGE_ID_KEY, LABEL_KEY  # noqa: E402
+from components.common.preprocessing import ImageSpec  # noqa: E402
+from components.common.schema import class_names_from_schema  # noqa: E402
+from components.trainer import data  # noqa: E402
+from components.trainer import train as trainer  # noqa: E402
+from components.trainer.config import MODE_FULL, TrainerConfig  # noqa: E402
 
 TRANSFER = "transfer"
 SCRATCH = "scratch"
