@@ -124,6 +124,25 @@ def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_di
     assert len(loads) == 3
 
 
+def test_a_long_lived_process_exports_once(tmp_path, transform_dir, split_images):
+    """LocalDagRunner runs every job in one process: the extractor it remembers is the
+    Keras one, and a later job must not export it again over the published export."""
+    base = save_base(tiny_cnn(seed=15), tmp_path / "base")
+    images = [make_image(i, seed=24) for i in range(4)]
+    cache_dir = tmp_path / "cache"
+    fresh_process()
+    examples = write_examples(tmp_path / "examples", split_images(images))
+    plan, _ = run(examples, base, transform_dir, cache_dir, tmp_path / "first")
+    published = export_of(plan)
+    grown = write_examples(
+        tmp_path / "grown", split_images([*images, make_image(50, seed=24)])
+    )  # a new image: the job calls the remembered extractor again
+    assert run(grown, base, transform_dir, cache_dir, tmp_path / "second")[1] == (1, 4)
+    prepared.wait_for_exports()
+    assert export_of(plan) == published
+    assert len([n for n in os.listdir(plan.prepared_dir) if n.startswith("extractor-")]) == 1
+
+
 def test_a_failed_export_is_cleaned_up_and_not_tried_again(
     tmp_path, transform_dir, loads, monkeypatch
 ):

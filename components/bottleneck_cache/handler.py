@@ -113,13 +113,9 @@ class LazyExtractor:
                 if self._extractor is None:
                     extractor = load_extractor(self._plan)
                     if self._plan.prepared_dir and isinstance(extractor, Extractor):
-                        # Built from the Keras model: export it, replacing a published
-                        # export that load_extractor rejected (not a recorded failure).
-                        prepared.export_in_background(
-                            self._plan.prepared_dir,
-                            extractor,
-                            replace=prepared.export_rejected(self._plan.prepared_dir),
-                        )
+                        # Built from the Keras model: export it unless an export (or a
+                        # failure) is published; a rejected one was withdrawn.
+                        prepared.export_in_background(self._plan.prepared_dir, extractor)
                     self._extractor = extractor
         return self._extractor(encoded_images)
 

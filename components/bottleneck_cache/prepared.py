@@ -32,11 +32,12 @@ thread) leaves an unpublished ``extractor-<id>/`` folder that nothing reads (an 
 that fails with an error removes its folder and publishes ``{"failed": reason}``, so it
 is not tried again at every cold run); two processes exporting at once each write their
 own folder and the last extractor.json wins. An export that exists but is rejected
-(its probe vectors differ, a file is damaged) is replaced by the next worker that
-builds the extractor from the Keras model. With multi_processing workers the job may
-end before a worker's export thread: nothing is published then, and the next run
-tries again. The key includes the source of the code that makes the plan and the
-extractor (code_digest), so a new release never reuses an old release's plan.
+(its probe vectors differ, a file is damaged) is withdrawn (extractor.json removed) and
+made again by the next worker that builds the extractor from the Keras model. With
+multi_processing workers the job may end before a worker's export thread: nothing is
+published then, and the next run tries again. The key includes the source of the code
+that makes the plan and the extractor (code_digest), so a new release never reuses an
+old release's plan.
 """
 
 from __future__ import annotations
@@ -145,23 +146,17 @@ def has_extractor(directory: str) -> bool:
     return tf.io.gfile.exists(join(directory, EXTRACTOR_FILE))
 
 
-def export_rejected(directory: str) -> bool:
-    """An export is published in `directory` (not a recorded failure) and yet the
-    caller built the extractor from the Keras model: load_extractor rejected it."""
-    record = _read_json(join(directory, EXTRACTOR_FILE))
-    return record is not None and "failed" not in record
-
-
-def save_extractor(directory: str, extractor: Extractor, replace: bool = False) -> bool:
-    """Exports `extractor` under `directory` unless one is published there (or
-    `replace`: the published one was rejected); True when written.
+def save_extractor(directory: str, extractor: Extractor) -> bool:
+    """Exports `extractor` under `directory` unless an export (or a recorded failure)
+    is published there; True when written. (load_extractor withdraws an export it
+    rejects, so the next worker that builds from the Keras model replaces it.)
 
     A failure (e.g. a transform graph that cannot be exported) is logged, not raised,
     its partial folder removed, and the failure published (``{"failed": reason}``), so
     later processes build the extractor from the Keras model without trying to export
     it again at every cold run.
     """
-    if has_extractor(directory) and not replace:
+    if has_extractor(directory):
         return False
     name = f"extractor-{uuid.uuid4().hex[:12]}"
     path = join(directory, name)
@@ -188,7 +183,7 @@ _exports_lock = threading.Lock()
 _exports: dict[str, threading.Thread] = {}
 
 
-def export_in_background(directory: str, extractor: Extractor, replace: bool = False) -> None:
+def export_in_background(directory: str, extractor: Extractor) -> None:
     """save_extractor in a thread of this process (once per directory), so the export
     overlaps the job's inference instead of adding to it; wait_for_exports joins it."""
     with _exports_lock:
@@ -196,7 +191,7 @@ def export_in_background(directory: str, extractor: Extractor, replace: bool = F
             return
         thread = threading.Thread(
             target=save_extractor,
-            args=(directory, extractor, replace),
+            args=(directory, extractor),
             name="export-extractor",
         )
         _exports[directory] = thread
@@ -236,9 +231,13 @@ def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
     except Exception as error:  # noqa: BLE001 - missing, corrupt or different: rebuild
         logging.warning(
             "BottleneckCache: not using the exported extractor in %s (%s); loading the "
-            "Keras model instead",
+            "Keras model instead, and withdrawing the export so that it is made again",
             directory,
             error,
         )
+        try:  # unpublished: the worker that builds from the Keras model exports anew
+            tf.io.gfile.remove(join(directory, EXTRACTOR_FILE))
+        except (OSError, tf.errors.OpError):
+            pass  # already withdrawn (another process) or not writable: only a rebuild
         return None
     return extractor
