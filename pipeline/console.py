@@ -36,6 +36,7 @@ whose path the CLI prints with the summary.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import logging
@@ -221,10 +222,8 @@ class _ProgressHandler(logging.Handler):
         if len(self._quiet) == 1:
             self.console.hold(f"  {node} ... {state} ({seconds:.1f}s)")
             return
-        states: dict[str, int] = {}
-        for _, each, _ in self._quiet:
-            states[each] = states.get(each, 0) + 1
-        counts = ", ".join(f"{n} {each}" for each, n in states.items())
+        states = collections.Counter(state for _, state, _ in self._quiet)  # first seen first
+        counts = ", ".join(f"{n} {state}" for state, n in states.items())
         total = sum(each for _, _, each in self._quiet)
         first, last = self._quiet[0][0], self._quiet[-1][0]
         self.console.hold(f"  {len(self._quiet)} steps, {first} to {last}: {counts} ({total:.1f}s)")
