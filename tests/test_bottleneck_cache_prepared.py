@@ -89,7 +89,9 @@ def export_of(plan) -> str:
         return os.path.join(plan.prepared_dir, json.load(f)["saved_model"])
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated variables", "other vectors"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "truncated variables", "graph changed", "file removed", "file added"]
+)
 def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_dir, loads, damage):
     base = save_base(tiny_cnn(seed=12), tmp_path / "base")
     images = [make_image(i, seed=22) for i in range(6)]
@@ -98,21 +100,31 @@ def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_di
     expected = handler.LazyExtractor(plan)(images)  # a worker's first batch: exported
     prepared.wait_for_exports()
     export = export_of(plan)
+    variables = os.path.join(export, "variables", "variables.data-00000-of-00001")
     if damage == "missing":
         os.remove(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE))
     elif damage == "truncated variables":
-        data = os.path.join(export, "variables", "variables.data-00000-of-00001")
-        with open(data, "r+b") as f:
-            f.truncate(os.path.getsize(data) // 2)
-    else:  # a valid SavedModel that computes something else
-        with open(os.path.join(export, prepared.PROBES_FILE), "wb") as f:
-            np.save(f, np.zeros((6, plan.dim), np.float32))
+        with open(variables, "r+b") as f:
+            f.truncate(os.path.getsize(variables) // 2)
+    elif damage == "graph changed":  # still a SavedModel that loads: one byte flipped
+        graph = os.path.join(export, "saved_model.pb")
+        with open(graph, "r+b") as f:
+            f.seek(os.path.getsize(graph) // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 1]))
+    elif damage == "file removed":
+        os.remove(os.path.join(export, "fingerprint.pb"))
+    else:
+        with open(os.path.join(export, "variables", "stray"), "w") as f:
+            f.write("x")
 
     fresh_process()
     extractor = handler.load_extractor(plan)
     assert isinstance(extractor, extractor_lib.Extractor)  # built from the Keras model
     assert len(loads) == 2
     np.testing.assert_array_equal(extractor(images), expected)
+    assert not prepared.has_extractor(plan.prepared_dir)  # withdrawn
 
     fresh_process()  # a worker that fell back exports again, replacing the bad export
     handler.LazyExtractor(plan)(images)
@@ -122,6 +134,65 @@ def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_di
     fresh_process()
     assert isinstance(handler.load_extractor(plan), extractor_lib.SavedExtractor)
     assert len(loads) == 3
+
+
+def test_an_export_that_computes_other_vectors_is_not_published(
+    tmp_path, transform_dir, loads, monkeypatch
+):
+    """The export is checked once, where it is made: loaded back, its probe vectors
+    compared with the Keras path's. A valid SavedModel that computes something else is
+    recorded as failed, so no later process loads it (nor tries again)."""
+    base = save_base(tiny_cnn(seed=16), tmp_path / "base")
+    images = [make_image(i, seed=25) for i in range(3)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    load = extractor_lib.SavedExtractor.load
+
+    def loads_other_vectors(directory, dim):
+        saved = load(directory, dim)
+        compute = saved._function
+        saved._function = lambda images: compute(images) + 1.0
+        return saved
+
+    monkeypatch.setattr(extractor_lib.SavedExtractor, "load", loads_other_vectors)
+    expected = handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    with open(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE)) as f:
+        assert "differ from the Keras model's" in json.load(f)["failed"]
+    assert not [n for n in os.listdir(plan.prepared_dir) if n.startswith("extractor-")]
+
+    fresh_process()
+    extractor = handler.load_extractor(plan)
+    assert isinstance(extractor, extractor_lib.Extractor) and len(loads) == 2
+    np.testing.assert_array_equal(extractor(images), expected)
+
+
+def test_a_worker_in_the_planning_process_does_not_read_the_base_again(
+    tmp_path, transform_dir, monkeypatch
+):
+    """The in-memory runner's worker checks the base file's digest; the executor's
+    make_plan hashed the same unchanged file a moment before, so it is not read again.
+    A file rewritten since (another size or modification time) is read and caught."""
+    base = save_base(tiny_cnn(seed=17), tmp_path / "base")
+    images = [make_image(i, seed=26) for i in range(3)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    reads = []
+    read_base = base_file.read_base
+    monkeypatch.setattr(base_file, "read_base", lambda uri: reads.append(uri) or read_base(uri))
+    fresh_process()  # the digests this process read are kept, like the plan on disk
+    assert isinstance(handler.load_extractor(plan), extractor_lib.SavedExtractor)
+    assert reads == []
+
+    model = base_file.model_file(str(base))
+    with open(model, "ab") as f:
+        f.write(b"\0")  # another size: another file
+    fresh_process()
+    with pytest.raises(RuntimeError, match="was it modified"):
+        handler.load_extractor(plan)
+    assert len(reads) == 1
 
 
 def test_a_long_lived_process_exports_once(tmp_path, transform_dir, split_images):

@@ -8,15 +8,18 @@ tensorflow_inference module does not import with this package set).
 ``LazyExtractor``: the model is loaded on the first batch only, so a run in which
 every vector comes from the cache never loads it. The load itself goes through the
 process memo (extractor.py): with the in-memory DirectRunner it finds the extractor
-``make_plan`` built in the same process; elsewhere it reads the model file, checks
-that its sha256 is the one the plan was made from (the plan's fingerprint then holds
-without fingerprinting again), and loads the extractor an earlier process exported
+``make_plan`` built in the same process. Elsewhere it checks that the model file's
+sha256 is the one the plan was made from, so the plan's fingerprint holds without
+fingerprinting again (base_file.base_digest: the file is not read again when this
+process hashed it unchanged). Then it loads the extractor an earlier process exported
 beside the cache (prepared.py: no Keras deserialisation, no tensorflow_transform, no
-trace) or, when there is none or it is unusable, cuts, pools and freezes it exactly as the plan says
-(``components.common.model_surgery``) and loads the transform graph. Decoding, resizing and
-scaling are the transform graph's, i.e. ``components.common.preprocessing``: the same pixels
-Transform and serving use. An extractor built from the Keras model is exported for
-later processes on its first use when the plan has a prepared_dir.
+trace) or, when there is none or it is unusable, reads the model file, checks its
+bytes' digest again, cuts, pools and freezes it exactly as the plan says
+(``components.common.model_surgery``) and loads the transform graph. Decoding,
+resizing and scaling are the transform graph's, i.e.
+``components.common.preprocessing``: the same pixels Transform and serving use. An
+extractor built from the Keras model is exported for later processes on its first
+use when the plan has a prepared_dir.
 
 Elements are ``(content_id, encoded image bytes, payload)`` (the payload, e.g. the
 records waiting for the vector, travels through untouched); results are
@@ -72,12 +75,7 @@ def load_extractor(plan: CachePlan) -> Extractor | SavedExtractor:
 
 
 def _build(plan: CachePlan) -> Extractor | SavedExtractor:
-    data, digest = base_file.read_base(plan.base_model_uri)
-    if digest != plan.base_digest:
-        raise RuntimeError(
-            f"base model at {plan.base_model_uri} has file sha256 {digest}, but the run was "
-            f"planned with {plan.base_digest}; was it modified?"
-        )
+    _check_base(base_file.base_digest(plan.base_model_uri), plan)
     transform_digest = transform_lib.graph_digest(plan.transform_uri)
     if transform_digest != plan.transform_digest:
         raise RuntimeError(
@@ -90,9 +88,19 @@ def _build(plan: CachePlan) -> Extractor | SavedExtractor:
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, SAVED_LOADS).inc()
             return saved
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, MODEL_LOADS).inc()
+    data, digest = base_file.read_base(plan.base_model_uri)
+    _check_base(digest, plan)  # the bytes loaded are the ones planned with
     frozen = plan_lib.frozen_extractor(base_file.load_bytes(data), plan)
     image_transform = transform_lib.load_image_transform(plan.transform_uri)
     return Extractor(image_transform, frozen, plan.dim)
+
+
+def _check_base(digest: str, plan: CachePlan) -> None:
+    if digest != plan.base_digest:
+        raise RuntimeError(
+            f"base model at {plan.base_model_uri} has file sha256 {digest}, but the run was "
+            f"planned with {plan.base_digest}; was it modified?"
+        )
 
 
 class LazyExtractor:

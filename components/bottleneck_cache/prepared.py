@@ -18,12 +18,15 @@ cut candidates), i.e. the in-process plan memo's key (plan.py) plus the versions
 - ``extractor.json`` and ``extractor-<id>/``: the traced extractor function (the
   transform graph, the cut, pooled, frozen base) exported as a TensorFlow SavedModel
   (``Extractor.save``, in a background thread of the worker that first builds it from
-  the Keras model: ``export_in_background``), with ``probes.npy``, the Keras path's
-  vectors of the fixed probe images (transform_graph.probe_images). The SavedModel is
-  written under a unique name and published by writing extractor.json atomically last,
-  so a reader sees all of it or none. Loading it (``load_extractor``) checks that it
-  reproduces probes.npy (np.allclose, PROBE_RTOL); anything missing, unreadable or
-  different is logged and the caller builds the extractor from the Keras model.
+  the Keras model: ``export_in_background``). Before publishing it, the exporting thread
+  loads the export back and checks that it reproduces the Keras path's vectors of the
+  fixed probe images (transform_graph.probe_images; np.allclose, PROBE_RTOL), then
+  records the sha256 of every file of the export in extractor.json, written atomically
+  last, so a reader sees all of it or none. Loading it (``load_extractor``) checks those
+  digests instead of running the probes again (0.3 s of a fresh process's first call
+  on the photo demo, against 0.1 s of hashing): the files are then the very bytes that
+  were checked. Anything missing, unreadable or changed is logged and the caller builds
+  the extractor from the Keras model.
 
 Neither file can stand for other files: the key holds both files' content digests, and
 the worker still checks the files' digests against the plan before using either. An
@@ -58,19 +61,19 @@ from components.bottleneck_cache.extractor import Extractor, SavedExtractor
 from components.common import transform_graph as transform_lib
 from components.common.artifact_io import join, write_text_atomically
 
-PREPARED_FORMAT = 1  # bump when plan.json or the exported extractor change meaning
+PREPARED_FORMAT = 2  # bump when plan.json or the exported extractor change meaning
 PREPARED_DIR = "prepared"
 PLAN_FILE = "plan.json"
 EXTRACTOR_FILE = "extractor.json"
-PROBES_FILE = "probes.npy"
 KEY_CHARS = 24
 PROBE_RTOL = 1e-4  # of the largest probe value: a re-run of the same graph is bit-equal
+_CHUNK = 1 << 22  # bytes read at a time when hashing an export's files
 
 
 # The project's code that turns the files and arguments into a plan and an extractor.
 # Its source is part of the key: a new release that resolves a cut, pools or
 # preprocesses differently must not reuse what the old code stored (the probe check
-# cannot tell: the stored probe vectors were made by the same old code).
+# cannot tell: the old export was checked against the same old code).
 CODE_MODULES = (
     "components.bottleneck_cache.plan",
     "components.bottleneck_cache.extractor",
@@ -148,10 +151,13 @@ def has_extractor(directory: str) -> bool:
 
 def save_extractor(directory: str, extractor: Extractor) -> bool:
     """Exports `extractor` under `directory` unless an export (or a recorded failure)
-    is published there; True when written. (load_extractor withdraws an export it
-    rejects, so the next worker that builds from the Keras model replaces it.)
+    is published there, checks that the export reproduces it (check_reproduces) and
+    publishes it with its files' digests; True when published. (load_extractor
+    withdraws an export it rejects, so the next worker that builds from the Keras model
+    replaces it.)
 
-    A failure (e.g. a transform graph that cannot be exported) is logged, not raised,
+    A failure (e.g. a transform graph that cannot be exported, or an export whose probe
+    vectors differ) is logged, not raised,
     its partial folder removed, and the failure published (``{"failed": reason}``), so
     later processes build the extractor from the Keras model without trying to export
     it again at every cold run.
@@ -162,9 +168,8 @@ def save_extractor(directory: str, extractor: Extractor) -> bool:
     path = join(directory, name)
     try:
         extractor.save(path)
-        with tf.io.gfile.GFile(join(path, PROBES_FILE), "wb") as f:
-            np.save(f, extractor(transform_lib.probe_images()))
-        record = {"saved_model": name, "dim": extractor.dim}
+        check_reproduces(SavedExtractor.load(path, extractor.dim), extractor)
+        record = {"saved_model": name, "dim": extractor.dim, "files": file_digests(path)}
         write_text_atomically(join(directory, EXTRACTOR_FILE), json.dumps(record))
     except Exception as error:  # noqa: BLE001 - any failure only costs a later rebuild
         logging.warning("BottleneckCache: could not export the extractor to %s: %s", path, error)
@@ -209,25 +214,52 @@ def wait_for_exports() -> None:
                 del _exports[directory]
 
 
+def check_reproduces(saved: SavedExtractor, extractor: Extractor) -> None:
+    """Raises ValueError unless `saved` computes `extractor`'s vectors of the probe
+    images (np.allclose, PROBE_RTOL of the largest value; bit-equal in practice)."""
+    probes = transform_lib.probe_images()
+    expected, vectors = extractor(probes), saved(probes)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    if vectors.shape != expected.shape or not np.allclose(
+        vectors, expected, rtol=PROBE_RTOL, atol=PROBE_RTOL * scale
+    ):
+        raise ValueError("its vectors of the probe images differ from the Keras model's")
+
+
+def file_digests(path: str) -> dict[str, str]:
+    """sha256 hex of every file under the folder `path`, by path relative to it."""
+    digests = {}
+    for folder, _, names in tf.io.gfile.walk(path):
+        for name in names:
+            file_path = join(folder, name)
+            digest = hashlib.sha256()
+            with tf.io.gfile.GFile(file_path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+            digests[file_path[len(path) :].lstrip("/")] = digest.hexdigest()
+    return digests
+
+
 def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
-    """The exported extractor under `directory` if it reproduces its probe vectors,
-    else None (the reason is logged, except for an export that failed before)."""
+    """The exported extractor under `directory` if its files are the ones checked at
+    export (file_digests), else None (the reason is logged, except for an export that
+    failed before)."""
     record = _read_json(join(directory, EXTRACTOR_FILE))
     if record is None or "failed" in record:
         return None
     try:
         if record.get("dim") != dim:
             raise ValueError(f"dimension {record.get('dim')}, expected {dim}")
+        expected = record.get("files")
+        if not isinstance(expected, dict) or not expected:
+            raise ValueError("no file digests in its record")
         path = join(directory, str(record["saved_model"]))
-        with tf.io.gfile.GFile(join(path, PROBES_FILE), "rb") as f:
-            expected = np.load(f)
+        found = file_digests(path)
+        if found != expected:
+            names = expected.keys() | found.keys()
+            changed = sorted(n for n in names if expected.get(n) != found.get(n))
+            raise ValueError(f"files missing, added or changed since it was checked: {changed}")
         extractor = SavedExtractor.load(path, dim)
-        vectors = extractor(transform_lib.probe_images())
-        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-        if vectors.shape != expected.shape or not np.allclose(
-            vectors, expected, rtol=PROBE_RTOL, atol=PROBE_RTOL * scale
-        ):
-            raise ValueError("its vectors of the probe images differ from the Keras model's")
     except Exception as error:  # noqa: BLE001 - missing, corrupt or different: rebuild
         logging.warning(
             "BottleneckCache: not using the exported extractor in %s (%s); loading the "
