@@ -57,7 +57,9 @@ Figures (see docs/PERFORMANCE.md for what each timing includes):
    forward pass of the cut, pooled base on tensors already decoded and resized (same
    batch size, best of two passes, one before and one after the children), against the
    cold job in fresh processes at 1x and 4x images (the children of figure 4): ratios
-   (targets >= 0.7 at 1x, >= 0.85 at 4x), marginal rate and peak memory per base. With
+   (targets >= 0.7 at 1x, >= 0.85 at 4x), marginal rate and peak memory per base.
+   Beside the limit, the ceiling of any job that decodes: plain TF, warm, decode +
+   resize + forward in one traced call per batch (best of two passes). With
    the fresh-process figures also 3c (+10% in a fresh process / cold in a fresh
    process, target <= 25%) and 3d (nothing new in a fresh process).
 6. ``--demo DIR``: the photo demo's cache step (VGG16 96x96, caffe scaling, cut_layer
@@ -505,6 +507,9 @@ def measure_fresh(args, setup: dict, job: dict) -> dict:
     batches = pixel_batches(encoded, setup["image_spec"], args.batch_size)
     extractor = load_extractor(job["base"], job["cut_layer"])
     limit_runs = [limit_seconds(batches, extractor)]
+    # The ceiling of any job that decodes: plain TF, warm, decode + resize + forward in
+    # one traced call per batch (no Beam, no load, no trace timed).
+    decode_runs = [keras_seconds(encoded, extractor, setup["image_spec"], args.batch_size)]
     results = {}
     for scale, examples in ((1, setup["examples"]), (MEMORY_SCALE, larger)):
         child = {
@@ -516,11 +521,14 @@ def measure_fresh(args, setup: dict, job: dict) -> dict:
         }
         results[scale] = run_child(child)
     limit_runs.append(limit_seconds(batches, extractor))
+    decode_runs.append(keras_seconds(encoded, extractor, setup["image_spec"], args.batch_size))
     one, many = results[1], results[MEMORY_SCALE]
     limit_ips = len(encoded) / min(limit_runs)
     return {
         "limit_ips": limit_ips,
         "limit_runs_s": limit_runs,
+        "decode_ips": len(encoded) / min(decode_runs),
+        "decode_runs_s": decode_runs,
         "mem_1x": one,
         "mem_nx": many,
         "mem_ratio": many["vmhwm_kb"] / one["vmhwm_kb"],
@@ -761,7 +769,8 @@ def format_details(args, r: dict) -> str:
 
 def limit_row(r: dict) -> dict:
     """Figure 5's inputs of one (base, size, cut): the limit and the fresh cold runs."""
-    keys = ("base", "size", "cut", "limit_ips", "limit_runs_s", "mem_1x", "mem_nx")
+    keys = ("base", "size", "cut", "limit_ips", "limit_runs_s", "decode_ips", "decode_runs_s")
+    keys += ("mem_1x", "mem_nx")
     keys += ("mem_ratio", "limit_ratio_1x", "limit_ratio_nx", "marginal_ips", "load_1min")
     return {key: r[key] for key in keys}
 
@@ -774,6 +783,7 @@ def format_limits(rows: list[dict]) -> str:
         "input",
         "cut",
         "limit: forward pass only",
+        "plain TF decode + forward, warm (/ limit)",
         "cold job, fresh process, 1x: img/s (/ limit)",
         f"{MEMORY_SCALE}x: img/s (/ limit)",
         "marginal (/ limit)",
@@ -793,6 +803,7 @@ def format_limits(rows: list[dict]) -> str:
             f"{r['size']}x{r['size']}",
             r["cut"],
             f"{r['limit_ips']:.1f} img/s",
+            f"{r['decode_ips']:.1f} ({r['decode_ips'] / r['limit_ips']:.2f})",
             f"{one['computed'] / one['seconds']:.1f} ({r['limit_ratio_1x']:.2f}), "
             f"{one['computed']} images",
             f"{many['computed'] / many['seconds']:.1f} ({r['limit_ratio_nx']:.2f}), "
@@ -812,6 +823,8 @@ def format_limit_details(rows: list[dict]) -> str:
         parts = [
             f"{r['base']} {r['size']}x{r['size']} {r['cut']}: limit passes "
             + ", ".join(f"{x:.2f} s" for x in r["limit_runs_s"])
+            + "; decode + forward passes "
+            + ", ".join(f"{x:.2f} s" for x in r["decode_runs_s"])
         ]
         for key, scale in (("mem_1x", 1), ("mem_nx", MEMORY_SCALE)):
             m = r[key]
