@@ -14,6 +14,7 @@ import os
 import apache_beam as beam
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.bottleneck_cache import base_file, cache, handler, prepared, spec
 from components.bottleneck_cache import extractor as extractor_lib
@@ -157,8 +158,9 @@ def test_an_export_that_computes_other_vectors_is_not_published(
     monkeypatch.setattr(extractor_lib.SavedExtractor, "load", loads_other_vectors)
     expected = handler.LazyExtractor(plan)(images)
     prepared.wait_for_exports()
-    with open(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE)) as f:
+    with open(os.path.join(plan.prepared_dir, prepared.FAILED_FILE)) as f:
         assert "differ from the Keras model's" in json.load(f)["failed"]
+    assert not os.path.exists(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE))
     assert not [n for n in os.listdir(plan.prepared_dir) if n.startswith("extractor-")]
 
     fresh_process()
@@ -232,13 +234,66 @@ def test_a_failed_export_is_cleaned_up_and_not_tried_again(
     handler.LazyExtractor(plan)(images)
     prepared.wait_for_exports()
     assert len(tries) == 1 and not os.path.exists(tries[0])  # the partial folder is gone
-    with open(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE)) as f:
+    with open(os.path.join(plan.prepared_dir, prepared.FAILED_FILE)) as f:
         assert "cannot export a table" in json.load(f)["failed"]
 
     fresh_process()  # the next cold worker uses the Keras model and does not export again
     assert isinstance(handler.LazyExtractor(plan)(images), np.ndarray)
     prepared.wait_for_exports()
     assert len(tries) == 1 and len(loads) == 2
+
+
+def test_a_storage_error_while_exporting_is_not_recorded_and_tried_again(
+    tmp_path, transform_dir, monkeypatch
+):
+    base = save_base(tiny_cnn(seed=18), tmp_path / "base")
+    images = [make_image(i, seed=27) for i in range(3)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    file_digests = prepared.file_digests
+    calls = []
+
+    def unavailable_once(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise tf.errors.UnavailableError(None, None, "503 from the object store")
+        return file_digests(path)
+
+    monkeypatch.setattr(prepared, "file_digests", unavailable_once)
+    handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    assert not prepared.has_extractor(plan.prepared_dir)  # nothing recorded: try again
+    assert not [n for n in os.listdir(plan.prepared_dir) if n.startswith("extractor-")]
+
+    fresh_process()  # the next cold worker exports it
+    handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    fresh_process()
+    assert isinstance(handler.load_extractor(plan), extractor_lib.SavedExtractor)
+
+
+def test_a_failure_never_replaces_an_export_another_process_published(
+    tmp_path, transform_dir, monkeypatch
+):
+    """Two processes export at once; one publishes, the other fails for good after it
+    had found nothing published: the published export stays in use."""
+    base = save_base(tiny_cnn(seed=19), tmp_path / "base")
+    images = [make_image(i, seed=28) for i in range(3)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    published = export_of(plan)
+
+    def fails(saved, extractor):
+        raise ValueError("its vectors of the probe images differ from the Keras model's")
+
+    monkeypatch.setattr(prepared, "has_extractor", lambda directory: False)  # found nothing
+    monkeypatch.setattr(prepared, "check_reproduces", fails)
+    assert not prepared.save_extractor(plan.prepared_dir, extractor_lib.recall(plan.extractor_key))
+    assert export_of(plan) == published
+    fresh_process()
+    assert isinstance(handler.load_extractor(plan), extractor_lib.SavedExtractor)
 
 
 def test_the_key_holds_the_source_of_the_code_that_makes_plans(tmp_path, monkeypatch):

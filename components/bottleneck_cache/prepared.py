@@ -31,11 +31,15 @@ cut candidates), i.e. the in-process plan memo's key (plan.py) plus the versions
 Neither file can stand for other files: the key holds both files' content digests, and
 the worker still checks the files' digests against the plan before using either. An
 export cut short (a killed process, or a multi_processing worker ended before its
-thread) leaves an unpublished ``extractor-<id>/`` folder that nothing reads (an export
-that fails with an error removes its folder and publishes ``{"failed": reason}``, so it
-is not tried again at every cold run); two processes exporting at once each write their
-own folder and the last extractor.json wins. An export that exists but is rejected
-(its probe vectors differ, a file is damaged) is withdrawn (extractor.json removed) and
+thread) leaves an unpublished ``extractor-<id>/`` folder that nothing reads. An export
+that fails for good (its probe vectors differ, or the graph cannot be exported) removes
+its folder and records the reason in ``extractor.failed.json`` (never over a published
+extractor.json), so it is not tried again at every cold run; one that fails on storage
+or memory (OSError, a TensorFlow OpError, MemoryError) removes its folder and records
+nothing, so a later run tries again. Two processes exporting at once each write their
+own folder and the last extractor.json wins. A published export whose files are
+missing or changed is withdrawn (extractor.json removed, unless another process has
+published a new one meanwhile) and
 made again by the next worker that builds the extractor from the Keras model. With
 multi_processing workers the job may end before a worker's export thread: nothing is
 published then, and the next run tries again. The key includes the source of the code
@@ -65,6 +69,7 @@ PREPARED_FORMAT = 2  # bump when plan.json or the exported extractor change mean
 PREPARED_DIR = "prepared"
 PLAN_FILE = "plan.json"
 EXTRACTOR_FILE = "extractor.json"
+FAILED_FILE = "extractor.failed.json"  # why exporting failed for good (never retried)
 KEY_CHARS = 24
 PROBE_RTOL = 1e-4  # of the largest probe value: a re-run of the same graph is bit-equal
 _CHUNK = 1 << 22  # bytes read at a time when hashing an export's files
@@ -145,22 +150,26 @@ def write_plan(directory: str, record: dict) -> None:
 
 
 def has_extractor(directory: str) -> bool:
-    """An export (or the record that exporting failed) is published in `directory`."""
-    return tf.io.gfile.exists(join(directory, EXTRACTOR_FILE))
+    """An export, or the record that exporting failed for good, is in `directory`."""
+    return any(tf.io.gfile.exists(join(directory, f)) for f in (EXTRACTOR_FILE, FAILED_FILE))
+
+
+# Failures that may not happen again (storage, memory): nothing is recorded, a later
+# run tries again. Anything else (a graph that cannot be exported, vectors that differ)
+# would fail the same way every time, and is recorded in FAILED_FILE.
+_TRANSIENT = (OSError, MemoryError, tf.errors.OpError)
 
 
 def save_extractor(directory: str, extractor: Extractor) -> bool:
     """Exports `extractor` under `directory` unless an export (or a recorded failure)
-    is published there, checks that the export reproduces it (check_reproduces) and
-    publishes it with its files' digests; True when published. (load_extractor
-    withdraws an export it rejects, so the next worker that builds from the Keras model
-    replaces it.)
+    is there, checks that the export reproduces it (check_reproduces) and publishes it
+    with its files' digests; True when published. (load_extractor withdraws an export
+    it rejects, so the next worker that builds from the Keras model replaces it.)
 
-    A failure (e.g. a transform graph that cannot be exported, or an export whose probe
-    vectors differ) is logged, not raised,
-    its partial folder removed, and the failure published (``{"failed": reason}``), so
-    later processes build the extractor from the Keras model without trying to export
-    it again at every cold run.
+    A failure is logged, not raised, and its partial folder removed. One that would
+    happen again (e.g. a transform graph that cannot be exported, or an export whose
+    probe vectors differ) is recorded in FAILED_FILE, so later processes build the
+    extractor from the Keras model without trying to export it at every cold run.
     """
     if has_extractor(directory):
         return False
@@ -168,16 +177,18 @@ def save_extractor(directory: str, extractor: Extractor) -> bool:
     path = join(directory, name)
     try:
         extractor.save(path)
+        files = file_digests(path)  # the bytes that are checked next are the ones recorded
         check_reproduces(SavedExtractor.load(path, extractor.dim), extractor)
-        record = {"saved_model": name, "dim": extractor.dim, "files": file_digests(path)}
+        record = {"saved_model": name, "dim": extractor.dim, "files": files}
         write_text_atomically(join(directory, EXTRACTOR_FILE), json.dumps(record))
     except Exception as error:  # noqa: BLE001 - any failure only costs a later rebuild
         logging.warning("BottleneckCache: could not export the extractor to %s: %s", path, error)
         try:
             if tf.io.gfile.exists(path):
                 tf.io.gfile.rmtree(path)
-            failed = {"failed": f"{type(error).__name__}: {error}"[:500]}
-            write_text_atomically(join(directory, EXTRACTOR_FILE), json.dumps(failed))
+            if not isinstance(error, _TRANSIENT):
+                failed = {"failed": f"{type(error).__name__}: {error}"[:500]}
+                write_text_atomically(join(directory, FAILED_FILE), json.dumps(failed))
         except (OSError, tf.errors.OpError) as cleanup:
             logging.warning("BottleneckCache: could not clean up %s: %s", path, cleanup)
         return False
@@ -242,10 +253,9 @@ def file_digests(path: str) -> dict[str, str]:
 
 def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
     """The exported extractor under `directory` if its files are the ones checked at
-    export (file_digests), else None (the reason is logged, except for an export that
-    failed before)."""
+    export (file_digests), else None (the reason is logged, except when there is none)."""
     record = _read_json(join(directory, EXTRACTOR_FILE))
-    if record is None or "failed" in record:
+    if record is None:
         return None
     try:
         if record.get("dim") != dim:
@@ -267,8 +277,10 @@ def load_extractor(directory: str, dim: int) -> SavedExtractor | None:
             directory,
             error,
         )
-        try:  # unpublished: the worker that builds from the Keras model exports anew
-            tf.io.gfile.remove(join(directory, EXTRACTOR_FILE))
+        try:  # unpublished: the worker that builds from the Keras model exports anew,
+            # unless another process has published a new export since it was read
+            if _read_json(join(directory, EXTRACTOR_FILE)) == record:
+                tf.io.gfile.remove(join(directory, EXTRACTOR_FILE))
         except (OSError, tf.errors.OpError):
             pass  # already withdrawn (another process) or not writable: only a rebuild
         return None
