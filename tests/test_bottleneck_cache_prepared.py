@@ -85,6 +85,18 @@ def test_a_fresh_process_reuses_the_stored_plan_and_the_exported_extractor(
         np.testing.assert_array_equal(grown_vectors[image_id], vector)
 
 
+def exported(tmp_path, transform_dir, seed: int, count: int = 3):
+    """A fresh process plans a tiny base (seeded) and its worker's first batch exports
+    the extractor; returns (base, plan, images, that batch's vectors)."""
+    base = save_base(tiny_cnn(seed=seed), tmp_path / "base")
+    images = [make_image(i, seed=seed + 10) for i in range(count)]
+    fresh_process()
+    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
+    vectors = handler.LazyExtractor(plan)(images)
+    prepared.wait_for_exports()
+    return base, plan, images, vectors
+
+
 def export_of(plan) -> str:
     with open(os.path.join(plan.prepared_dir, prepared.EXTRACTOR_FILE)) as f:
         return os.path.join(plan.prepared_dir, json.load(f)["saved_model"])
@@ -94,12 +106,7 @@ def export_of(plan) -> str:
     "damage", ["missing", "truncated variables", "graph changed", "file removed", "file added"]
 )
 def test_an_unusable_export_falls_back_to_the_keras_model(tmp_path, transform_dir, loads, damage):
-    base = save_base(tiny_cnn(seed=12), tmp_path / "base")
-    images = [make_image(i, seed=22) for i in range(6)]
-    fresh_process()
-    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
-    expected = handler.LazyExtractor(plan)(images)  # a worker's first batch: exported
-    prepared.wait_for_exports()
+    _, plan, images, expected = exported(tmp_path, transform_dir, seed=12, count=6)
     export = export_of(plan)
     variables = os.path.join(export, "variables", "variables.data-00000-of-00001")
     if damage == "missing":
@@ -175,12 +182,7 @@ def test_a_worker_in_the_planning_process_does_not_read_the_base_again(
     """The in-memory runner's worker checks the base file's digest; the executor's
     make_plan hashed the same unchanged file a moment before, so it is not read again.
     A file rewritten since (another size or modification time) is read and caught."""
-    base = save_base(tiny_cnn(seed=17), tmp_path / "base")
-    images = [make_image(i, seed=26) for i in range(3)]
-    fresh_process()
-    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
-    handler.LazyExtractor(plan)(images)
-    prepared.wait_for_exports()
+    base, plan, _, _ = exported(tmp_path, transform_dir, seed=17)
     reads = []
     read_base = base_file.read_base
     monkeypatch.setattr(base_file, "read_base", lambda uri: reads.append(uri) or read_base(uri))
@@ -277,12 +279,7 @@ def test_a_failure_never_replaces_an_export_another_process_published(
 ):
     """Two processes export at once; one publishes, the other fails for good after it
     had found nothing published: the published export stays in use."""
-    base = save_base(tiny_cnn(seed=19), tmp_path / "base")
-    images = [make_image(i, seed=28) for i in range(3)]
-    fresh_process()
-    plan = plan_lib.make_plan(str(base), str(transform_dir), "relu1", cache_dir=str(tmp_path))
-    handler.LazyExtractor(plan)(images)
-    prepared.wait_for_exports()
+    _, plan, _, _ = exported(tmp_path, transform_dir, seed=19)
     published = export_of(plan)
 
     def fails(saved, extractor):
