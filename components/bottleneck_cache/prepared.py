@@ -39,12 +39,11 @@ or memory (OSError, a TensorFlow OpError, MemoryError) removes its folder and re
 nothing, so a later run tries again. Two processes exporting at once each write their
 own folder and the last extractor.json wins. A published export whose files are
 missing or changed is withdrawn (extractor.json removed, unless another process has
-published a new one meanwhile) and
-made again by the next worker that builds the extractor from the Keras model. With
-multi_processing workers the job may end before a worker's export thread: nothing is
-published then, and the next run tries again. The key includes the source of the code
-that makes the plan and the extractor (code_digest), so a new release never reuses an
-old release's plan.
+published a new one meanwhile) and made again by the next worker that builds the
+extractor from the Keras model. With multi_processing workers the job may end before
+a worker's export thread: nothing is published then, and the next run tries again.
+The key includes the source of the code that makes the plan and the extractor
+(code_digest), so a new release never reuses an old release's plan.
 """
 
 from __future__ import annotations
