@@ -70,28 +70,19 @@ def load_image_transform(transform_uri: str) -> ImageTransform:
             f"[height, width, 3] (outputs: {sorted(output.transformed_feature_spec())}); "
             "it must come from components.common.preprocessing.preprocessing_fn"
         )
-    return _LoadedTransform(output.transform_features_layer(), image_shape, transform_uri)
+    layer = output.transform_features_layer()
 
-
-class _LoadedTransform:
-    """load_image_transform's function: encoded bytes -> images, through ``layer`` (tft's
-    TransformFeaturesLayer, trackable, so a tf.Module holding it can be exported with
-    tf.saved_model.save along with everything the graph needs)."""
-
-    def __init__(self, layer, image_shape: list[int], transform_uri: str):
-        self.layer = layer
-        self._image_shape = image_shape
-        self._uri = transform_uri
-
-    def __call__(self, encoded: tf.Tensor) -> tf.Tensor:
-        images = tf.reshape(tf.convert_to_tensor(encoded, tf.string), [-1, *self._image_shape])
-        outputs = self.layer({IMAGE_KEY: images})
+    def transform(encoded: tf.Tensor) -> tf.Tensor:
+        images = tf.reshape(tf.convert_to_tensor(encoded, tf.string), [-1, *image_shape])
+        outputs = layer({IMAGE_KEY: images})
         if TRANSFORMED_IMAGE_KEY not in outputs:
             raise ValueError(
-                f"transform graph {self._uri}: {TRANSFORMED_IMAGE_KEY!r} cannot be computed "
+                f"transform graph {transform_uri}: {TRANSFORMED_IMAGE_KEY!r} cannot be computed "
                 f"from {IMAGE_KEY!r} alone; the bottleneck cache keys vectors by image content"
             )
         return tf.cast(outputs[TRANSFORMED_IMAGE_KEY], tf.float32)
+
+    return transform
 
 
 def _raw_image_shape(raw_feature_spec: dict, transform_uri: str) -> list[int]:
