@@ -355,9 +355,7 @@ def measure_fine_tune(
     keras.utils.set_random_seed(config.seed)
     head = model_surgery.build_head(shape, head_spec)
     _train_head(head, config, shape, splits, None, phase=SELECTION_HEAD)
-    fold_images = data.image_dataset(
-        train_files, config.image, config.batch_size, splits.eval_size, keep=val
-    )
+    fold_images = _images_of(config)(train_files, splits.eval_size, keep=val)
     trained_head = _snapshot(head)
     base_weights = _snapshot(extractor)
     off = fine_tune_lib.Trial(0, _correct(extractor, head, fold_images))
