@@ -283,7 +283,7 @@ def make_plan(
         known = _plans.get(memo_key)
     if known is not None:
         return dataclasses.replace(known, **where)
-    stored = _stored_plan(where.get("prepared_dir", ""), where)
+    stored = _stored_plan(where["prepared_dir"], where)
     if stored is not None:
         _remember_plan(memo_key, stored)
         return stored
