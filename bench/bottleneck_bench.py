@@ -583,18 +583,7 @@ def measure_demo(args, work: str) -> dict:
     folder = os.path.join(work, "photos")
     shutil.copytree(args.demo, folder)
     examples, _, _ = run_ingest(folder, os.path.join(work, "ingest"), train_ratio=DEMO_TRAIN_RATIO)
-    pattern = os.path.join(examples.uri, f"Split-{contract.TRAIN_SPLIT}", "*")
-    record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"))).numpy()
-    job = {
-        "examples": examples.uri,
-        "split_names": examples.split_names,
-        "transform": testing.write_transform(os.path.join(work, "transform"), record, DEMO_SPEC),
-        "base": save_base(os.path.join(work, "base"), DEMO_SPEC.height, SEED, VGG16),
-        "cut_layer": model_surgery.CUT_AUTO,
-        "cache_dir": os.path.join(work, "cache"),
-        "work": work,
-        "batch_size": args.batch_size,
-    }
+    job = cache_job(work, examples, DEMO_SPEC, VGG16, model_surgery.CUT_AUTO, args.batch_size)
     cold = run_child({**job, "name": "demo_cold"})
     unchanged = run_child({**job, "name": "demo_unchanged"})
     new = max(1, round(cold["computed"] * NEW_SHARE))
@@ -921,6 +910,23 @@ def format_comparison_details(rows: list[dict]) -> str:
 
 
 # --- main -----------------------------------------------------------------------------
+def cache_job(work: str, examples, image_spec: pp.ImageSpec, base: Base, cut_layer: str, batch):
+    """The cache job's inputs under `work` (see run_cache): the transform graph for
+    `image_spec` (traced on the first train record) and the seeded `base` at its size."""
+    pattern = os.path.join(examples.uri, f"Split-{contract.TRAIN_SPLIT}", "*")
+    record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"))).numpy()
+    return {
+        "examples": examples.uri,
+        "split_names": examples.split_names,
+        "transform": testing.write_transform(os.path.join(work, "transform"), record, image_spec),
+        "base": save_base(os.path.join(work, "base"), image_spec.height, SEED, base),
+        "cut_layer": cut_layer,
+        "cache_dir": os.path.join(work, "cache"),
+        "work": work,
+        "batch_size": batch,
+    }
+
+
 def prepare(args, work: str, base: Base = MOBILENET_V2, size: int | None = None) -> dict:
     """Images, Examples artifacts, transform graph and base model under `work`."""
     size = size or args.size
@@ -930,19 +936,8 @@ def prepare(args, work: str, base: Base = MOBILENET_V2, size: int | None = None)
     warmup_folder = os.path.join(work, "images_warmup")
     write_images(warmup_folder, 10**6, WARMUP_IMAGES, size)
     warmup = ingest(warmup_folder, os.path.join(work, "ingest_warmup"))
-    pattern = os.path.join(examples.uri, f"Split-{contract.TRAIN_SPLIT}", "*")
-    record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP"))).numpy()
     image_spec = pp.ImageSpec(height=size, width=size, scaling=base.scaling)
-    job = {
-        "examples": examples.uri,
-        "split_names": examples.split_names,
-        "transform": testing.write_transform(os.path.join(work, "transform"), record, image_spec),
-        "base": save_base(os.path.join(work, "base"), size, SEED, base),
-        "cut_layer": base.cut,
-        "cache_dir": os.path.join(work, "cache"),
-        "work": work,
-        "batch_size": args.batch_size,
-    }
+    job = cache_job(work, examples, image_spec, base, base.cut, args.batch_size)
     return {
         "work": work,
         "folder": folder,
